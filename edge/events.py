@@ -1,0 +1,207 @@
+"""The emotion event: what a device tells the world about one tracked face.
+
+Events are frozen, versioned dataclasses (``schema = "fer.event/1"``) serialized as JSON. They
+never carry image data. The JSON Schema lives in ``docs/event.schema.json`` and a test checks
+that it and this class agree.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Literal
+
+from edge.errors import FerEdgeError
+
+SCHEMA = "fer.event/1"
+EventType = Literal["start", "change", "update", "end"]
+EVENT_TYPES: tuple[str, ...] = ("start", "change", "update", "end")
+
+
+class EventDecodeError(FerEdgeError):
+    """A JSON payload is not a valid ``fer.event/1`` event."""
+
+
+def utc_now_iso() -> str:
+    """Current UTC time as ISO-8601 with milliseconds and a ``Z`` suffix."""
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """Which model produced an event."""
+
+    name: str
+    sha256: str
+
+
+@dataclass(frozen=True)
+class Event:
+    """One per-face emotion event (``fer.event/1``).
+
+    Attributes:
+        event_id: Unique id (uuid4 hex string); subscribers de-duplicate QoS-1 redeliveries by it.
+        device_id: The publishing device.
+        ts: UTC ISO-8601 timestamp.
+        frame: Frame number within the run.
+        track_id: Id of the face track (stable while the face is followed).
+        type: ``start``, ``change``, ``update`` or ``end``.
+        bbox: ``[x, y, w, h]`` in frame pixels.
+        emotion: Dominant (smoothed) emotion label.
+        confidence: Probability of ``emotion`` in ``scores``.
+        scores: Smoothed probability per label, in the model's label order.
+        model: Model name and sha256.
+        schema: Always ``fer.event/1``.
+    """
+
+    event_id: str
+    device_id: str
+    ts: str
+    frame: int
+    track_id: int
+    type: EventType
+    bbox: tuple[int, int, int, int]
+    emotion: str
+    confidence: float
+    scores: dict[str, float]
+    model: ModelRef
+    schema: str = field(default=SCHEMA)
+
+    @classmethod
+    def create(
+        cls,
+        *,
+        device_id: str,
+        frame: int,
+        track_id: int,
+        type: EventType,
+        bbox: tuple[int, int, int, int] | list[int],
+        scores: dict[str, float],
+        model: ModelRef,
+        ts: str | None = None,
+    ) -> Event:
+        """Build an event with a fresh id and timestamp; emotion/confidence come from ``scores``."""
+        emotion = max(scores, key=lambda k: scores[k])
+        return cls(
+            event_id=uuid.uuid4().hex,
+            device_id=device_id,
+            ts=ts or utc_now_iso(),
+            frame=int(frame),
+            track_id=int(track_id),
+            type=type,
+            bbox=tuple(int(v) for v in bbox),  # type: ignore[arg-type]
+            emotion=emotion,
+            confidence=round(float(scores[emotion]), 6),
+            scores={k: round(float(v), 6) for k, v in scores.items()},
+            model=model,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict with ``schema`` first."""
+        return {
+            "schema": self.schema,
+            "event_id": self.event_id,
+            "device_id": self.device_id,
+            "ts": self.ts,
+            "frame": self.frame,
+            "track_id": self.track_id,
+            "type": self.type,
+            "bbox": list(self.bbox),
+            "emotion": self.emotion,
+            "confidence": self.confidence,
+            "scores": dict(self.scores),
+            "model": {"name": self.model.name, "sha256": self.model.sha256},
+        }
+
+    def to_json(self) -> str:
+        """Compact JSON text."""
+        return json.dumps(self.to_dict(), separators=(",", ":"), allow_nan=False)
+
+    @classmethod
+    def from_dict(cls, d: Any) -> Event:
+        """Validate and decode a dict produced by :meth:`to_dict`.
+
+        Raises:
+            EventDecodeError: naming the offending key.
+        """
+        if not isinstance(d, dict):
+            raise EventDecodeError(f"event must be a JSON object, got {type(d).__name__}")
+        expected = {
+            "schema", "event_id", "device_id", "ts", "frame", "track_id", "type", "bbox",
+            "emotion", "confidence", "scores", "model",
+        }  # fmt: skip
+        missing = expected - set(d)
+        if missing:
+            raise EventDecodeError(f"event is missing keys {sorted(missing)}")
+        extra = set(d) - expected
+        if extra:
+            raise EventDecodeError(f"event has unknown keys {sorted(extra)}")
+        if d["schema"] != SCHEMA:
+            raise EventDecodeError(f"event schema {d['schema']!r} is not {SCHEMA!r}")
+        for key in ("event_id", "device_id", "ts", "emotion"):
+            if not isinstance(d[key], str) or not d[key]:
+                raise EventDecodeError(f"event key {key!r} must be a non-empty string")
+        for key in ("frame", "track_id"):
+            if not isinstance(d[key], int) or isinstance(d[key], bool) or d[key] < 0:
+                raise EventDecodeError(f"event key {key!r} must be a non-negative integer")
+        if d["type"] not in EVENT_TYPES:
+            raise EventDecodeError(f"event type {d['type']!r} is not one of {list(EVENT_TYPES)}")
+        bbox = d["bbox"]
+        if (
+            not isinstance(bbox, list)
+            or len(bbox) != 4
+            or not all(isinstance(v, int) and not isinstance(v, bool) for v in bbox)
+        ):
+            raise EventDecodeError("event key 'bbox' must be a list of 4 integers [x, y, w, h]")
+        scores = d["scores"]
+        if not isinstance(scores, dict) or not scores:
+            raise EventDecodeError("event key 'scores' must be a non-empty object")
+        for label, p in scores.items():
+            if not _is_prob(p):
+                raise EventDecodeError(f"event score for {label!r} must be a number in 0..1")
+        if d["emotion"] not in scores:
+            raise EventDecodeError(f"event emotion {d['emotion']!r} is not a key of 'scores'")
+        if not _is_prob(d["confidence"]):
+            raise EventDecodeError("event key 'confidence' must be a number in 0..1")
+        model = d["model"]
+        if (
+            not isinstance(model, dict)
+            or set(model) != {"name", "sha256"}
+            or not all(isinstance(v, str) for v in model.values())
+        ):
+            raise EventDecodeError("event key 'model' must be {name: str, sha256: str}")
+        return cls(
+            event_id=d["event_id"],
+            device_id=d["device_id"],
+            ts=d["ts"],
+            frame=d["frame"],
+            track_id=d["track_id"],
+            type=d["type"],
+            bbox=tuple(bbox),  # type: ignore[arg-type]
+            emotion=d["emotion"],
+            confidence=float(d["confidence"]),
+            scores={str(k): float(v) for k, v in scores.items()},
+            model=ModelRef(model["name"], model["sha256"]),
+            schema=d["schema"],
+        )
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> Event:
+        """Decode JSON text; raises :class:`EventDecodeError` for anything malformed."""
+        try:
+            d = json.loads(text)
+        except (ValueError, UnicodeDecodeError) as e:
+            raise EventDecodeError(f"event is not valid JSON: {e}") from None
+        return cls.from_dict(d)
+
+
+def _is_prob(v: Any) -> bool:
+    return (
+        isinstance(v, (int, float))
+        and not isinstance(v, bool)
+        and math.isfinite(v)
+        and 0.0 <= float(v) <= 1.0
+    )

@@ -1,0 +1,38 @@
+"""Event sinks: where events, status and stats go (MQTT, stdout, a JSONL file).
+
+A sink is a small plugin selected by the ``type`` key of a ``[[sinks]]`` config entry, like
+Frigate's detector plugins. The pipeline calls the methods below from its own thread; a sink
+must never block the frame loop for long (MQTT queues while the broker is away).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any
+
+from edge.events import Event
+
+
+class Sink(ABC):
+    """Base class of every event sink."""
+
+    #: Registry key (``mqtt``, ``stdout``, ``jsonl``).
+    type: str = ""
+
+    def open(self) -> None:  # noqa: B027 - optional hook
+        """Connect / open files. Called once before the first event."""
+
+    @abstractmethod
+    def publish_event(self, event: Event) -> None:
+        """Deliver (or queue for delivery) one event."""
+
+    def publish_stats(self, stats: dict[str, Any]) -> None:  # noqa: B027 - optional hook
+        """Deliver a periodic stats snapshot (ignored by sinks that have no use for it)."""
+
+    def stats(self) -> dict[str, Any]:
+        """Sink-side counters merged into the device stats (queue depth, dropped, reconnects)."""
+        return {}
+
+    @abstractmethod
+    def close(self, timeout: float = 5.0) -> None:
+        """Flush what is pending within ``timeout`` seconds, announce ``stopped``, release."""

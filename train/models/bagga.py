@@ -1,0 +1,88 @@
+"""Seed 002: Bagga & Makwana (2026), "Facial Expression Recognition System Using a Hybrid CNN
+and LSTM Model" (``../shared/seeds/002_8ee55e6a24b679ae.txt``).
+
+The three builders reproduce Tables 2, 3 and 4 layer by layer; the parameter counts match the
+tables exactly (117,031 / 303,495 / 457,863). Where the prose and the tables disagree (the prose
+says the CNN's dense layer has 200 units, Table 2 has 32), the table wins because its parameter
+count is self-consistent. Dropout is 0.6 as the text states for every model. The only addition
+is the contract's normalization layer (no parameters) in front.
+"""
+
+from __future__ import annotations
+
+from types import ModuleType
+from typing import Any
+
+from train.models.registry import normalization, register_model
+
+SEED = "002_8ee55e6a24b679ae.txt"
+
+
+def _conv_bn_relu(k: ModuleType, x: Any, filters: int, padding: str, i: int) -> Any:
+    x = k.layers.Conv2D(filters, 3, padding=padding, name=f"conv{i}")(x)
+    x = k.layers.BatchNormalization(axis=3, name=f"bn{i}")(x)
+    return k.layers.Activation("relu", name=f"relu{i}")(x)
+
+
+def _trunk_5conv(k: ModuleType, x: Any) -> Any:
+    """The five-convolution trunk shared by Tables 3 and 4 (output 4x4x128)."""
+    x = _conv_bn_relu(k, x, 32, "valid", 0)  # 46x46x32
+    x = _conv_bn_relu(k, x, 64, "same", 1)  # 46x46x64
+    x = k.layers.MaxPooling2D(2, name="pool0")(x)  # 23
+    x = _conv_bn_relu(k, x, 64, "valid", 2)  # 21
+    x = _conv_bn_relu(k, x, 128, "same", 3)  # 21x21x128
+    x = k.layers.MaxPooling2D(2, name="pool1")(x)  # 10
+    x = _conv_bn_relu(k, x, 128, "valid", 4)  # 8
+    return k.layers.MaxPooling2D(2, name="pool2")(x)  # 4x4x128
+
+
+def _head(k: ModuleType, x: Any, num_classes: int) -> Any:
+    x = k.layers.Dense(200, activation="relu", name="fc")(x)
+    x = k.layers.Dropout(0.6, name="drop")(x)
+    return k.layers.Dense(num_classes, activation="softmax", name="probs")(x)
+
+
+@register_model(seed=SEED, source="Table 2 (CNN Model1)", kind="cnn", paper_params=117_031)
+def bagga_cnn1(k: ModuleType, num_classes: int, input_shape: tuple[int, int, int]) -> Any:
+    """CNN Model1, seed 002 Table 2: conv16(valid)-conv32(same)-pool-conv32(valid)-pool-fc32."""
+    inp = k.Input(shape=input_shape, name="image")
+    x = normalization(k, inp)
+    x = _conv_bn_relu(k, x, 16, "valid", 0)  # 46x46x16
+    x = _conv_bn_relu(k, x, 32, "same", 1)  # 46x46x32
+    x = k.layers.MaxPooling2D(2, name="pool0")(x)  # 23
+    x = _conv_bn_relu(k, x, 32, "valid", 2)  # 21
+    x = k.layers.MaxPooling2D(2, name="pool1")(x)  # 10x10x32
+    x = k.layers.Flatten(name="flatten")(x)  # 3200
+    x = k.layers.Dense(32, activation="relu", name="fc")(x)
+    x = k.layers.Dropout(0.6, name="drop")(x)
+    out = k.layers.Dense(num_classes, activation="softmax", name="probs")(x)
+    return k.Model(inp, out, name="bagga_cnn1")
+
+
+@register_model(seed=SEED, source="Table 3 (CNN+LSTM Model2)", kind="cnn_lstm", paper_params=303_495)
+def bagga_cnn_lstm2(k: ModuleType, num_classes: int, input_shape: tuple[int, int, int]) -> Any:
+    """CNN+LSTM Model2, seed 002 Table 3: 5-conv trunk -> (64,32) -> LSTM32 -> (1,32) -> LSTM32."""
+    inp = k.Input(shape=input_shape, name="image")
+    x = _trunk_5conv(k, normalization(k, inp))
+    x = k.layers.Reshape((64, 32), name="to_seq0")(x)
+    x = k.layers.LSTM(32, name="lstm0")(x)
+    x = k.layers.Reshape((1, 32), name="to_seq1")(x)
+    x = k.layers.LSTM(32, name="lstm1")(x)
+    return k.Model(inp, _head(k, x, num_classes), name="bagga_cnn_lstm2")
+
+
+@register_model(seed=SEED, source="Table 4 (CNN+LSTM Model3)", kind="cnn_lstm", paper_params=457_863)
+def bagga_cnn_lstm3(k: ModuleType, num_classes: int, input_shape: tuple[int, int, int]) -> Any:
+    """CNN+LSTM Model3, seed 002 Table 4: 5-conv trunk -> (16,128) -> LSTM128 -> (2,64) -> LSTM64.
+
+    Table 4 prints part of the trunk twice (a typesetting slip); the shapes and the total of
+    457,863 fix the architecture: the second LSTM's 33,024 parameters mean a 64-wide input, hence
+    the (2, 64) reshape of the first LSTM's 128 outputs.
+    """
+    inp = k.Input(shape=input_shape, name="image")
+    x = _trunk_5conv(k, normalization(k, inp))
+    x = k.layers.Reshape((16, 128), name="to_seq0")(x)
+    x = k.layers.LSTM(128, name="lstm0")(x)
+    x = k.layers.Reshape((2, 64), name="to_seq1")(x)
+    x = k.layers.LSTM(64, name="lstm1")(x)
+    return k.Model(inp, _head(k, x, num_classes), name="bagga_cnn_lstm3")
