@@ -35,7 +35,9 @@ def _cmd_models(args: argparse.Namespace) -> int:
         print(json.dumps(rows, indent=2))
     else:
         for r in rows:
-            print(f"{r['name']:24s} {r['kind']:9s} {r['params']:>10,d}  seed {r['seed']}  ({r['source']})")
+            print(
+                f"{r['name']:24s} {r['kind']:9s} {r['params']:>10,d}  seed {r['seed']}  ({r['source']})"
+            )
     return 0
 
 
@@ -46,7 +48,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     m = sub.add_parser("models", help="list registered architectures")
-    m.add_argument("--json", action="store_true", help="print a JSON list of {name, params, seed, kind}")
+    m.add_argument(
+        "--json", action="store_true", help="print a JSON list of {name, params, seed, kind}"
+    )
     m.set_defaults(func=_cmd_models)
 
     from train import commands

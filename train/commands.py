@@ -3,7 +3,225 @@
 from __future__ import annotations
 
 import argparse
+from typing import Any
+
+from edge.contract import LABEL_SETS
 
 
 def add_subcommands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """Register the train/evaluate/compare sub-commands."""
+    add_train_parser(sub)
+    add_evaluate_parser(sub)
+    add_compare_parser(sub)
+
+
+def add_train_parser(sub: Any) -> None:
+    """``fer-train train``: one leak-free training run into a run folder."""
+    t = sub.add_parser("train", help="train one architecture (leak-free protocol)")
+    t.add_argument("--arch", required=True, help="registered architecture (fer-train models)")
+    t.add_argument("--data", required=True, help="FER2013 CSV (plain or .gz)")
+    t.add_argument("--labels", default="fer2013", choices=sorted(LABEL_SETS), help="label source")
+    t.add_argument("--ferplus", help="FERPlus vote CSV aligned with --data (for --labels ferplus)")
+    t.add_argument(
+        "--ferplus-classes", type=int, default=8, choices=(7, 8), help="8 with contempt, or 7"
+    )
+    t.add_argument(
+        "--epochs", type=int, default=50, help="maximum epochs (early stopping may end sooner)"
+    )
+    t.add_argument("--batch", type=int, default=64, help="batch size")
+    t.add_argument(
+        "--limit", type=int, help="use at most N training images (stratified; smoke runs)"
+    )
+    t.add_argument(
+        "--oversample", action="store_true", help="random oversampling of the training split only"
+    )
+    t.add_argument("--seed", type=int, default=42, help="random seed")
+    t.add_argument("--resume", action="store_true", help="continue from RUN_DIR/last.keras")
+    t.add_argument("--val-usage", default="PublicTest", help="validation split (Usage value)")
+    t.add_argument("--no-augment", action="store_true", help="disable training augmentation")
+    t.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate")
+    t.add_argument("--patience", type=int, default=7, help="early-stopping patience (epochs)")
+    t.add_argument("--label-smoothing", type=float, default=0.0, help="label smoothing")
+    t.add_argument("--soft-labels", action="store_true", help="train on FERPlus vote distributions")
+    t.add_argument("--classes", help="comma-separated class subset, e.g. angry,happy,neutral,sad")
+    t.add_argument("--folds", type=int, help="K-fold cross-validation inside Training (seed 003)")
+    t.add_argument("--out", required=True, help="run folder to create")
+    t.set_defaults(func=_cmd_train)
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from train.data.augment import NONE, AugmentConfig
+    from train.train import TrainOptions, train_run
+
+    opts = TrainOptions(
+        arch=args.arch,
+        data=args.data,
+        out=args.out,
+        labels=args.labels,
+        ferplus=args.ferplus,
+        ferplus_classes=args.ferplus_classes,
+        epochs=args.epochs,
+        batch=args.batch,
+        limit=args.limit,
+        oversample=args.oversample,
+        seed=args.seed,
+        resume=args.resume,
+        val_usage=args.val_usage,
+        augment=NONE if args.no_augment else AugmentConfig(),
+        lr=args.lr,
+        patience=args.patience,
+        label_smoothing=args.label_smoothing,
+        soft_labels=args.soft_labels,
+        classes=tuple(c.strip() for c in args.classes.split(",")) if args.classes else None,
+        folds=args.folds,
+    )
+    metrics = train_run(opts)
+    if "accuracy" in metrics:
+        print(
+            f"{args.arch}: {opts.val_usage} accuracy {metrics['accuracy']:.4f} "
+            f"macro-F1 {metrics.get('macro_f1', float('nan')):.4f} -> {args.out}"
+        )
+    else:
+        print(
+            f"{args.arch}: {args.folds}-fold accuracy {metrics.get('accuracy_mean')} -> {args.out}"
+        )
+    return 0
+
+
+# ---- evaluate / compare ---------------------------------------------------------------------
+
+
+def add_evaluate_parser(sub: Any) -> None:
+    """``fer-train evaluate``: score a ``.keras`` or ``.tflite`` model on a FER2013 split."""
+    e = sub.add_parser(
+        "evaluate",
+        help="score a .keras or .tflite model on a FER2013 split",
+        description="Score a model on a FER2013/FERPlus split: metrics.json, confusion.png, "
+        "roc.png in --out, and a one-line summary.",
+    )
+    e.add_argument("model", help="model file: .keras (Keras 3) or .tflite (run through edge)")
+    e.add_argument("--data", required=True, help="FER2013 CSV (plain or .gz)")
+    e.add_argument(
+        "--usage", default="PublicTest", help="split(s) to score, comma-separated (Usage values)"
+    )
+    e.add_argument("--labels", default="fer2013", choices=sorted(LABEL_SETS), help="label source")
+    e.add_argument("--ferplus", help="FERPlus vote CSV aligned with --data (for --labels ferplus)")
+    e.add_argument(
+        "--ferplus-classes", type=int, default=8, choices=(7, 8), help="8 with contempt, or 7"
+    )
+    e.add_argument("--classes", help="class subset the model was trained on, e.g. angry,happy")
+    e.add_argument(
+        "--exclude-duplicates",
+        action="store_true",
+        help="also score without the rows whose exact image is in Training",
+    )
+    e.add_argument("--batch", type=int, default=256, help="faces per inference call")
+    e.add_argument("--out", required=True, help="output folder (metrics.json + PNGs)")
+    e.set_defaults(func=_cmd_evaluate)
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from edge.errors import DataError
+    from train.data import load_fer2013, select_classes
+    from train.evaluate import (
+        check_model_labels,
+        evaluate_model,
+        open_model,
+        summary_line,
+        train_twin_rows,
+    )
+
+    # Open the model first: a bad model file fails in a second, not after parsing the CSV.
+    loaded = open_model(args.model)
+    usages = [u.strip() for u in args.usage.split(",") if u.strip()]
+    if not usages:
+        raise DataError("--usage is empty; valid: Training, PublicTest, PrivateTest")
+    kw: dict[str, Any] = {"labels": args.labels, "ferplus_path": args.ferplus}
+    if args.labels == "ferplus":
+        kw["ferplus_classes"] = args.ferplus_classes
+    faces = load_fer2013(args.data, usages, **kw)
+    if args.classes:
+        faces = select_classes(faces, tuple(c.strip() for c in args.classes.split(",")))
+    faces.require_nonempty(f"{args.usage} split")
+    check_model_labels(loaded.info, faces.label_names)
+    exclude = train_twin_rows(args.data, faces) if args.exclude_duplicates else None
+    metrics = evaluate_model(
+        loaded,
+        faces,
+        args.out,
+        exclude_rows=exclude,
+        batch_size=args.batch,
+        extra={
+            "data": str(args.data),
+            "usage": "+".join(usages),
+            "label_source": args.labels,
+            "source": faces.source,
+        },
+    )
+    print(summary_line(metrics))
+    return 0
+
+
+def add_compare_parser(sub: Any) -> None:
+    """``fer-train compare``: train or reuse several architectures and evaluate them alike."""
+    c = sub.add_parser(
+        "compare",
+        help="train (or reuse) several architectures and compare them under one protocol",
+        description="For each --archs name reuse RUNS_DIR/<arch>/ if it holds a finished run, "
+        "else train it there; evaluate all on the same split; write comparison.json, "
+        "comparison.md and comparison.png in --out.",
+    )
+    c.add_argument("--archs", required=True, help="comma-separated architectures")
+    c.add_argument("--data", required=True, help="FER2013 CSV (plain or .gz)")
+    c.add_argument("--out", required=True, help="output folder")
+    c.add_argument("--runs-dir", help="folder of run folders <arch>/ (default OUT/runs)")
+    c.add_argument("--usage", default="PublicTest", help="evaluation (and validation) split")
+    c.add_argument("--labels", default="fer2013", choices=sorted(LABEL_SETS), help="label source")
+    c.add_argument("--ferplus", help="FERPlus vote CSV aligned with --data (for --labels ferplus)")
+    c.add_argument(
+        "--ferplus-classes", type=int, default=8, choices=(7, 8), help="8 with contempt, or 7"
+    )
+    c.add_argument("--epochs", type=int, default=50, help="maximum epochs of runs trained here")
+    c.add_argument("--batch", type=int, default=64, help="training batch size")
+    c.add_argument("--limit", type=int, help="training-image limit of runs trained here (smoke)")
+    c.add_argument("--seed", type=int, default=42, help="random seed of runs trained here")
+    c.add_argument(
+        "--exclude-duplicates",
+        action="store_true",
+        help="also score without the rows whose exact image is in Training",
+    )
+    c.add_argument("--eval-batch", type=int, default=256, help="faces per inference call")
+    c.set_defaults(func=_cmd_compare)
+
+
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from train.compare import CompareOptions, compare_archs, parse_archs
+
+    archs = parse_archs(args.archs)  # unknown names fail before any data is read
+    doc = compare_archs(
+        CompareOptions(
+            archs=archs,
+            data=args.data,
+            out=args.out,
+            runs_dir=args.runs_dir,
+            labels=args.labels,
+            ferplus=args.ferplus,
+            ferplus_classes=args.ferplus_classes,
+            usage=args.usage,
+            epochs=args.epochs,
+            batch=args.batch,
+            limit=args.limit,
+            seed=args.seed,
+            exclude_duplicates=args.exclude_duplicates,
+            eval_batch=args.eval_batch,
+        )
+    )
+    for r in doc["rows"]:
+        print(
+            f"{r['arch']:24s} acc {r['accuracy']:.4f}  macro-F1 {r['macro_f1']:.4f}  "
+            f"params {r['params'] or 0:>9,d}"
+        )
+    print(f"-> {Path(args.out) / 'comparison.md'}")
+    return 0

@@ -59,7 +59,9 @@ def bagga_cnn1(k: ModuleType, num_classes: int, input_shape: tuple[int, int, int
     return k.Model(inp, out, name="bagga_cnn1")
 
 
-@register_model(seed=SEED, source="Table 3 (CNN+LSTM Model2)", kind="cnn_lstm", paper_params=303_495)
+@register_model(
+    seed=SEED, source="Table 3 (CNN+LSTM Model2)", kind="cnn_lstm", paper_params=303_495
+)
 def bagga_cnn_lstm2(k: ModuleType, num_classes: int, input_shape: tuple[int, int, int]) -> Any:
     """CNN+LSTM Model2, seed 002 Table 3: 5-conv trunk -> (64,32) -> LSTM32 -> (1,32) -> LSTM32."""
     inp = k.Input(shape=input_shape, name="image")
@@ -71,7 +73,9 @@ def bagga_cnn_lstm2(k: ModuleType, num_classes: int, input_shape: tuple[int, int
     return k.Model(inp, _head(k, x, num_classes), name="bagga_cnn_lstm2")
 
 
-@register_model(seed=SEED, source="Table 4 (CNN+LSTM Model3)", kind="cnn_lstm", paper_params=457_863)
+@register_model(
+    seed=SEED, source="Table 4 (CNN+LSTM Model3)", kind="cnn_lstm", paper_params=457_863
+)
 def bagga_cnn_lstm3(k: ModuleType, num_classes: int, input_shape: tuple[int, int, int]) -> Any:
     """CNN+LSTM Model3, seed 002 Table 4: 5-conv trunk -> (16,128) -> LSTM128 -> (2,64) -> LSTM64.
 

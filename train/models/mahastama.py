@@ -22,7 +22,9 @@ FILTERS = (256, 512, 384, 192, 512, 1024)
 
 
 @register_model(seed=SEED, source="Section C, Fig. 7, scenario 9 (added 1024 block)", kind="cnn")
-def mahastama_stacked_cnn(k: ModuleType, num_classes: int, input_shape: tuple[int, int, int]) -> Any:
+def mahastama_stacked_cnn(
+    k: ModuleType, num_classes: int, input_shape: tuple[int, int, int]
+) -> Any:
     """Stacked CNN of seed 004 with the added 1024-filter block."""
     inp = k.Input(shape=input_shape, name="image")
     x = normalization(k, inp)

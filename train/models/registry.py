@@ -61,7 +61,7 @@ def register_model(
 
 def _ensure_loaded() -> None:
     # Importing the paper modules runs their decorators.
-    from train.models import bagga, mahastama, munsarif, savitri  # noqa: F401
+    from train.models import bagga, feredge, mahastama, munsarif, savitri  # noqa: F401
 
 
 def list_models() -> list[str]:

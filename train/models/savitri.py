@@ -39,7 +39,9 @@ def savitri_cnn(k: ModuleType, num_classes: int, input_shape: tuple[int, int, in
     return k.Model(inp, out, name="savitri_cnn")
 
 
-@register_model(seed=SEED, source="Abstract/method: TimeDistributed over pixel rows", kind="cnn_lstm")
+@register_model(
+    seed=SEED, source="Abstract/method: TimeDistributed over pixel rows", kind="cnn_lstm"
+)
 def savitri_cnn_lstm(k: ModuleType, num_classes: int, input_shape: tuple[int, int, int]) -> Any:
     """CNN-LSTM of seed 001: each pixel row is a time step; TimeDistributed 1-D CNN -> LSTM."""
     h, w, _ = input_shape

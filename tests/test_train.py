@@ -1,0 +1,84 @@
+"""Smoke training on real FER2013 images: run folder, resume, bad input. No accuracy asserts."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("tensorflow")
+pytestmark = [pytest.mark.tf, pytest.mark.slow]
+
+from train.cli import main  # noqa: E402
+
+
+def _train(args: list[str]) -> int:
+    return main(["train", *args])
+
+
+def test_smoke_train_and_resume(tmp_path: Path, fer_slice_csv: Path) -> None:
+    run = tmp_path / "run"
+    base = [
+        "--arch",
+        "bagga_cnn1",
+        "--data",
+        str(fer_slice_csv),
+        "--batch",
+        "64",
+        "--out",
+        str(run),
+    ]
+    assert _train([*base, "--epochs", "1"]) == 0
+    for name in ("model.keras", "config.json", "history.csv", "metrics.json", "learning_curves.png", "confusion.png", "roc.png"):  # fmt: skip
+        assert (run / name).stat().st_size > 0, name
+    cfg = json.loads((run / "config.json").read_text())
+    assert cfg["status"] == "complete" and cfg["arch"] == "bagga_cnn1"
+    assert cfg["labels"] == ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]
+    assert cfg["data"]["train_rows"] + cfg["data"]["dedup"]["within_train_removed"] <= 1200
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["n"] == 300 and 0.0 <= metrics["accuracy"] <= 1.0
+    # A finished run is not overwritten...
+    assert _train([*base, "--epochs", "1"]) == 2
+    # ...but --resume continues from the last epoch.
+    assert _train([*base, "--epochs", "2", "--resume"]) == 0
+    with (run / "history.csv").open() as f:
+        epochs = [int(r["epoch"]) for r in csv.DictReader(f)]
+    assert epochs == [0, 1]
+
+
+def test_oversample_and_lstm_smoke(tmp_path: Path, fer_slice_csv: Path) -> None:
+    run = tmp_path / "lstm"
+    rc = _train(["--arch", "bagga_cnn_lstm2", "--data", str(fer_slice_csv), "--epochs", "1", "--limit", "400", "--oversample", "--no-augment", "--out", str(run)])  # fmt: skip
+    assert rc == 0
+    cfg = json.loads((run / "config.json").read_text())
+    over = cfg["data"]["train_classes_oversampled"]
+    assert len(set(over.values())) == 1
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--arch", "nope"], "valid names: bagga_cnn1"),
+        (["--arch", "bagga_cnn1", "--data", "/no/such.csv"], "file not found"),
+        (
+            ["--arch", "bagga_cnn1", "--val-usage", "PrivateTest"],
+            "no rows with Usage ['PrivateTest']",
+        ),
+        (["--arch", "bagga_cnn1", "--classes", "joy,happy"], "unknown classes ['joy']"),
+    ],
+)
+def test_bad_input_exit_2_nothing_left(
+    tmp_path: Path,
+    fer_slice_csv: Path,
+    capsys: pytest.CaptureFixture[str],
+    args: list[str],
+    message: str,
+) -> None:
+    run = tmp_path / "bad"
+    full = ["--data", str(fer_slice_csv), "--epochs", "1", "--out", str(run), *args]
+    assert _train(full) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    assert not run.exists()

@@ -1,0 +1,282 @@
+"""FER2013 (Kaggle CSV ``emotion,pixels,Usage``, plain or ``.gz``) and FERPlus label loading.
+
+FERPlus (``fer2013new.csv``: ``Usage,Image name,neutral,happiness,surprise,sadness,anger,
+disgust,fear,contempt,unknown,NF``) is aligned row by row with the FER2013 CSV; row *i* of one
+describes row *i* of the other. Majority-vote labels follow the FERPlus rules: single votes are
+treated as noise and removed, the winning emotion must hold more than half of the remaining
+votes, and images whose winner is ``unknown`` or ``NF`` (not a face) are dropped.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import hashlib
+import io
+import logging
+import os
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from edge.contract import FER2013_LABELS, FERPLUS_LABELS
+from edge.errors import DataError
+from train.data.faceset import FaceSet
+
+log = logging.getLogger(__name__)
+
+USAGES = ("Training", "PublicTest", "PrivateTest")
+PIXELS = 48 * 48
+FER_COLUMNS = ("emotion", "pixels", "Usage")
+FERPLUS_VOTE_COLUMNS = (
+    "neutral", "happiness", "surprise", "sadness", "anger", "disgust", "fear", "contempt",
+    "unknown", "NF",
+)  # fmt: skip
+# FERPlus vote column -> index in FERPLUS_LABELS (FER2013 order + contempt); -1 = drop.
+_FERPLUS_TO_OURS = {
+    "anger": 0, "disgust": 1, "fear": 2, "happiness": 3, "sadness": 4, "surprise": 5,
+    "neutral": 6, "contempt": 7, "unknown": -1, "NF": -1,
+}  # fmt: skip
+
+
+def _open_text(path: Path) -> io.TextIOBase:
+    if not path.exists():
+        raise DataError(f"{path}: file not found")
+    try:
+        if path.suffix == ".gz":
+            return gzip.open(path, "rt", newline="")  # type: ignore[return-value]
+        return path.open("r", newline="")
+    except OSError as e:
+        raise DataError(f"{path}: cannot open: {e}") from None
+
+
+def _cache_path(path: Path) -> Path:
+    st = path.stat()
+    key = hashlib.sha1(f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()[:16]
+    base = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "fer-edge"
+    return base / f"fer2013-{key}.npz"
+
+
+def read_fer2013_csv(
+    path: str | Path, cache: bool = True
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Parse a whole FER2013 CSV into arrays, validating every row.
+
+    A parsed copy is cached (``~/.cache/fer-edge``, keyed by path, size and mtime) because the
+    full file takes several seconds to parse.
+
+    Returns:
+        ``(images (N,48,48) uint8, emotion (N,) int64, usage (N,) str)`` for every data row, in
+        file order (index = original 0-based row).
+
+    Raises:
+        DataError: naming the file and the first bad row (1-based data line and 0-based row).
+    """
+    path = Path(path)
+    cp = _cache_path(path) if cache and path.exists() else None
+    if cp is not None and cp.exists():
+        try:
+            with np.load(cp, allow_pickle=False) as z:
+                return z["images"], z["emotion"], z["usage"]
+        except (OSError, ValueError, KeyError):
+            log.warning("ignoring unreadable cache %s", cp)
+    images: list[np.ndarray] = []
+    emotion: list[int] = []
+    usage: list[str] = []
+    with _open_text(path) as f:
+        reader = csv.reader(f)
+        try:
+            header = next(reader)
+        except StopIteration:
+            raise DataError(
+                f"{path}: empty file (expected header {','.join(FER_COLUMNS)})"
+            ) from None
+        except (csv.Error, OSError, EOFError) as e:
+            raise DataError(f"{path}: cannot read CSV header: {e}") from None
+        missing = [c for c in FER_COLUMNS if c not in header]
+        if missing:
+            raise DataError(
+                f"{path}: missing columns {missing}; found {header}, expected {list(FER_COLUMNS)}"
+            )
+        ie, ip, iu = (header.index(c) for c in FER_COLUMNS)
+        for i, rec in _rows(reader, path):
+            where = f"{path}: row {i} (line {i + 2})"
+            if len(rec) < len(header):
+                raise DataError(f"{where}: expected {len(header)} fields, got {len(rec)}")
+            try:
+                e = int(rec[ie])
+            except ValueError:
+                raise DataError(f"{where}: emotion {rec[ie]!r} is not an integer 0..6") from None
+            if not 0 <= e <= 6:
+                raise DataError(f"{where}: emotion {e} is outside 0..6")
+            px = np.fromstring(rec[ip], dtype=np.int32, sep=" ")  # text mode: fast and exact
+            if px.size != PIXELS:
+                raise DataError(f"{where}: pixels has {px.size} values, expected {PIXELS} (48x48)")
+            if px.min() < 0 or px.max() > 255:
+                raise DataError(f"{where}: pixel values must be 0..255")
+            if rec[iu] not in USAGES:
+                raise DataError(f"{where}: Usage {rec[iu]!r} is not one of {list(USAGES)}")
+            images.append(px.astype(np.uint8).reshape(48, 48))
+            emotion.append(e)
+            usage.append(rec[iu])
+    if not images:
+        raise DataError(f"{path}: no data rows")
+    out = (np.stack(images), np.asarray(emotion, dtype=np.int64), np.asarray(usage))
+    if cp is not None:
+        try:
+            cp.parent.mkdir(parents=True, exist_ok=True)
+            tmp = cp.with_suffix(".tmp.npz")
+            np.savez(tmp, images=out[0], emotion=out[1], usage=out[2])
+            os.replace(tmp, cp)
+        except OSError as e:
+            log.warning("could not write parse cache %s: %s", cp, e)
+    return out
+
+
+def _rows(reader: Iterator[list[str]], path: Path) -> Iterator[tuple[int, list[str]]]:
+    i = 0
+    while True:
+        try:
+            rec = next(reader)
+        except StopIteration:
+            return
+        except (csv.Error, OSError, EOFError) as e:
+            raise DataError(f"{path}: row {i} (line {i + 2}): unreadable: {e}") from None
+        if rec:
+            yield i, rec
+        i += 1
+
+
+def read_ferplus_votes(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """Read FERPlus vote counts.
+
+    Returns:
+        ``(votes (N, 10) float32 in FERPLUS_VOTE_COLUMNS order, usage (N,) str)``.
+
+    Raises:
+        DataError: for missing columns or non-numeric votes (naming the row).
+    """
+    path = Path(path)
+    votes: list[list[float]] = []
+    usage: list[str] = []
+    with _open_text(path) as f:
+        reader = csv.reader(f)
+        try:
+            header = next(reader)
+        except StopIteration:
+            raise DataError(f"{path}: empty file") from None
+        missing = [c for c in ("Usage", *FERPLUS_VOTE_COLUMNS) if c not in header]
+        if missing:
+            raise DataError(f"{path}: missing FERPlus columns {missing}; found {header}")
+        idx = [header.index(c) for c in FERPLUS_VOTE_COLUMNS]
+        iu = header.index("Usage")
+        for i, rec in _rows(reader, path):
+            try:
+                votes.append([float(rec[j]) for j in idx])
+            except (ValueError, IndexError):
+                raise DataError(
+                    f"{path}: row {i} (line {i + 2}): vote counts must be numbers"
+                ) from None
+            usage.append(rec[iu])
+    return np.asarray(votes, dtype=np.float32), np.asarray(usage)
+
+
+def ferplus_targets(votes: np.ndarray, classes: int = 8) -> tuple[np.ndarray, np.ndarray]:
+    """FERPlus majority labels and soft label distributions.
+
+    Args:
+        votes: ``(N, 10)`` vote counts in FERPlus column order.
+        classes: 8 (with contempt) or 7 (FER2013 classes; contempt-majority rows dropped).
+
+    Returns:
+        ``(labels (N,) int64 with -1 for dropped rows, soft (N, classes) float32)``.
+    """
+    if classes not in (7, 8):
+        raise ValueError("FERPlus classes must be 7 or 8")
+    v = votes.copy()
+    v[v <= 1.0] = 0.0  # a single vote is treated as annotator noise (FERPlus rule)
+    total = v.sum(axis=1)
+    ours = np.zeros((len(v), len(FERPLUS_LABELS)), dtype=np.float32)
+    for j, col in enumerate(FERPLUS_VOTE_COLUMNS):
+        k = _FERPLUS_TO_OURS[col]
+        if k >= 0:
+            ours[:, k] = v[:, j]
+    win = v.argmax(axis=1)
+    win_votes = v.max(axis=1)
+    labels = np.array([_FERPLUS_TO_OURS[FERPLUS_VOTE_COLUMNS[w]] for w in win], dtype=np.int64)
+    labels[(win_votes <= 0.5 * total) | (total <= 0)] = -1
+    if classes == 7:
+        labels[labels == 7] = -1
+        ours = ours[:, :7]
+    soft = ours / np.maximum(ours.sum(axis=1, keepdims=True), 1e-9)
+    return labels, soft.astype(np.float32)
+
+
+def load_fer2013(
+    path: str | Path,
+    usage: str | Sequence[str] = "Training",
+    labels: str = "fer2013",
+    ferplus_path: str | Path | None = None,
+    ferplus_classes: int = 8,
+) -> FaceSet:
+    """Load one or more ``Usage`` splits of a FER2013 CSV.
+
+    Args:
+        path: FER2013 CSV (plain or ``.gz``).
+        usage: ``Training``, ``PublicTest``, ``PrivateTest`` or a sequence of them.
+        labels: ``fer2013`` (the CSV's ``emotion``) or ``ferplus`` (majority vote of the aligned
+            FERPlus file; rows without a valid majority are dropped).
+        ferplus_path: FERPlus CSV, required for ``labels="ferplus"``.
+        ferplus_classes: 8 (with contempt) or 7.
+
+    Raises:
+        DataError: for unreadable files, bad rows, misaligned FERPlus files or an empty split.
+    """
+    usages = (usage,) if isinstance(usage, str) else tuple(usage)
+    bad = [u for u in usages if u not in USAGES]
+    if bad:
+        raise DataError(f"unknown Usage {bad}; valid: {list(USAGES)}")
+    if labels not in ("fer2013", "ferplus"):
+        raise DataError(f"unknown label mode {labels!r}; valid: fer2013, ferplus")
+    images, emotion, use = read_fer2013_csv(path)
+    mask = np.isin(use, usages)
+    if not mask.any():
+        found = sorted(set(use.tolist()))
+        raise DataError(f"{path}: no rows with Usage {list(usages)}; the file has {found}")
+    rows = np.arange(len(images), dtype=np.int64)
+    if labels == "fer2013":
+        return FaceSet(
+            images=images[mask],
+            labels=emotion[mask],
+            rows=rows[mask],
+            label_names=FER2013_LABELS,
+            source=f"{Path(path).name} Usage={'+'.join(usages)} labels=fer2013",
+        )
+    if ferplus_path is None:
+        raise DataError("labels=ferplus needs the FERPlus CSV (--ferplus)")
+    votes, fp_use = read_ferplus_votes(ferplus_path)
+    if len(votes) != len(images):
+        raise DataError(
+            f"{ferplus_path}: {len(votes)} rows but {path} has {len(images)}; the files must be "
+            "aligned row by row"
+        )
+    mismatch = np.flatnonzero(fp_use != use)
+    if mismatch.size:
+        raise DataError(
+            f"{ferplus_path}: Usage differs from {path} at row {int(mismatch[0])}; files misaligned"
+        )
+    lab, soft = ferplus_targets(votes, ferplus_classes)
+    keep = mask & (lab >= 0)
+    names = FERPLUS_LABELS if ferplus_classes == 8 else FER2013_LABELS
+    return FaceSet(
+        images=images[keep],
+        labels=lab[keep],
+        rows=rows[keep],
+        label_names=names,
+        source=(
+            f"{Path(path).name} Usage={'+'.join(usages)} labels=ferplus-majority "
+            f"({ferplus_classes} classes; {int((mask & (lab < 0)).sum())} rows without majority dropped)"
+        ),
+        soft=soft[keep],
+    )

@@ -1,0 +1,367 @@
+"""Leak-free training of a registered architecture (``fer-train train``).
+
+Protocol (the same for every architecture, so comparisons are fair):
+
+1. Load Training and the validation split (PublicTest by default) from the FER2013 CSV, with
+   FER2013 or FERPlus-majority labels.
+2. Remove exact duplicates inside Training and every Training image that also appears in the
+   validation split (:mod:`train.data.dedup`); counts go into ``config.json``.
+3. Optionally oversample the *training* split only (never before the split: see seed 002).
+4. Adam 1e-3, categorical cross-entropy, EarlyStopping(patience 7), ModelCheckpoint on validation
+   accuracy, ReduceLROnPlateau(factor 0.2, patience 3, min_delta 1e-4) as seed 004 describes;
+   augmentation only in the training input pipeline.
+5. Evaluate the best checkpoint on the validation split (:mod:`train.evaluate`).
+
+A run folder is complete when ``metrics.json`` exists; ``config.json`` says ``"status"``. Every
+epoch writes ``last.keras`` + ``state.json`` so ``--resume`` continues after an interruption.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edge.contract import DEFAULT_CONTRACT
+from edge.errors import ConfigError, DataError
+from train.data import FaceSet, load_fer2013, select_classes
+from train.data.augment import NONE, AugmentConfig, build_augmenter
+from train.data.dedup import leak_free_train, rows_with_twin
+from train.data.sampling import kfold_indices, oversample, stratified_limit
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainOptions:
+    """Everything that defines a training run (saved as ``config.json``)."""
+
+    arch: str
+    data: str
+    out: str
+    labels: str = "fer2013"
+    ferplus: str | None = None
+    ferplus_classes: int = 8
+    epochs: int = 50
+    batch: int = 64
+    limit: int | None = None
+    oversample: bool = False
+    seed: int = 42
+    resume: bool = False
+    val_usage: str = "PublicTest"
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    lr: float = 1e-3
+    patience: int = 7
+    label_smoothing: float = 0.0
+    soft_labels: bool = False
+    classes: tuple[str, ...] | None = None
+    folds: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict."""
+        d = asdict(self)
+        d["augment"] = self.augment.to_dict()
+        d["classes"] = list(self.classes) if self.classes else None
+        return d
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _write_json(path: Path, obj: Any) -> None:
+    _atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+
+def _git_commit() -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            cwd=Path(__file__).resolve().parent,
+            check=False,
+        )
+    except OSError:
+        return None
+    return out.stdout.strip() or None
+
+
+def prepare_data(
+    opts: TrainOptions, allow_oversample: bool = True
+) -> tuple[FaceSet, FaceSet, dict[str, Any]]:
+    """Load, de-duplicate and (optionally) oversample; return train, validation and a report.
+
+    ``allow_oversample=False`` defers oversampling (K-fold oversamples each fold's training
+    part, so copies never straddle a fold boundary).
+    """
+    kw: dict[str, Any] = {"labels": opts.labels, "ferplus_path": opts.ferplus}
+    if opts.labels == "ferplus":
+        kw["ferplus_classes"] = opts.ferplus_classes
+    train = load_fer2013(opts.data, "Training", **kw).require_nonempty("Training split")
+    val = load_fer2013(opts.data, opts.val_usage, **kw).require_nonempty(f"{opts.val_usage} split")
+    if opts.classes:
+        train, val = select_classes(train, opts.classes), select_classes(val, opts.classes)
+    clean, rep = leak_free_train(train, {opts.val_usage: val})
+    twin_rows = rows_with_twin(val, train)
+    clean = stratified_limit(clean, opts.limit, opts.seed)
+    if opts.limit:
+        val = stratified_limit(val, max(opts.limit // 4, 50), opts.seed)
+    report: dict[str, Any] = {
+        "dedup": rep.to_dict(),
+        "train_classes": clean.class_counts(),
+        # Not serialized: used to report validation scores without Training twins.
+        "_val_twin_rows": twin_rows,
+    }
+    if opts.oversample and allow_oversample:
+        clean = oversample(clean, opts.seed)
+        report["train_classes_oversampled"] = clean.class_counts()
+    report.update(
+        train_rows=len(clean),
+        val_rows=len(val),
+        val_classes=val.class_counts(),
+        train_source=clean.source,
+        val_source=val.source,
+    )
+    return clean, val, report
+
+
+def _targets(fs: FaceSet, soft: bool) -> np.ndarray:
+    if soft and fs.soft is not None:
+        return fs.soft.astype(np.float32)
+    return np.eye(fs.num_classes, dtype=np.float32)[fs.labels]
+
+
+def _dataset(fs: FaceSet, opts: TrainOptions, training: bool) -> Any:
+    import tensorflow as tf
+
+    x = fs.images[..., None]
+    y = _targets(fs, opts.soft_labels and training)
+    ds = tf.data.Dataset.from_tensor_slices((x, y))
+    if training:
+        ds = ds.shuffle(len(fs), seed=opts.seed, reshuffle_each_iteration=True)
+    ds = ds.batch(opts.batch)
+    aug = build_augmenter(opts.augment, opts.seed) if training and opts.augment != NONE else None
+
+    def prep(xb: Any, yb: Any) -> tuple[Any, Any]:
+        xb = tf.cast(xb, tf.float32)
+        if aug is not None:
+            xb = tf.clip_by_value(aug(xb, training=True), 0.0, 255.0)
+        return xb, yb
+
+    return ds.map(prep, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+
+
+def _callbacks(run: Path, opts: TrainOptions, state: dict[str, Any] | None) -> list[Any]:
+    import keras
+
+    class ResumableEarlyStopping(keras.callbacks.EarlyStopping):  # type: ignore[misc]
+        def on_train_begin(self, logs: Any = None) -> None:
+            super().on_train_begin(logs)
+            if state:
+                self.best, self.wait = state["best"], state["es_wait"]
+                self.best_weights = None
+
+    class ResumableReduceLR(keras.callbacks.ReduceLROnPlateau):  # type: ignore[misc]
+        def on_train_begin(self, logs: Any = None) -> None:
+            super().on_train_begin(logs)
+            if state:
+                self.best, self.wait = state["best"], state["lr_wait"]
+
+    es = ResumableEarlyStopping(
+        monitor="val_accuracy", mode="max", patience=opts.patience, verbose=1
+    )
+    rlr = ResumableReduceLR(
+        monitor="val_accuracy", mode="max", factor=0.2, patience=3, min_delta=1e-4, verbose=1
+    )
+    ckpt = keras.callbacks.ModelCheckpoint(
+        str(run / "model.keras"),
+        monitor="val_accuracy",
+        mode="max",
+        save_best_only=True,
+        initial_value_threshold=state["best"] if state else None,
+        verbose=1,
+    )
+
+    class SaveState(keras.callbacks.Callback):  # type: ignore[misc]
+        """Persist everything ``--resume`` needs after every epoch."""
+
+        def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
+            self.model.save(run / ".last.keras.tmp.keras")
+            os.replace(run / ".last.keras.tmp.keras", run / "last.keras")
+            _write_json(
+                run / "state.json",
+                {
+                    "epoch": epoch,
+                    "best": float(ckpt.best),
+                    "es_wait": int(es.wait),
+                    "lr_wait": int(rlr.wait),
+                    "lr": float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)),
+                    "stopped": False,
+                },
+            )
+
+    csv = keras.callbacks.CSVLogger(str(run / "history.csv"), append=state is not None)
+    # Order matters: ckpt updates its best before SaveState records it.
+    return [ckpt, es, rlr, csv, SaveState()]
+
+
+def _fit(run: Path, train: FaceSet, val: FaceSet, opts: TrainOptions) -> dict[str, Any]:
+    import keras
+
+    from train.models import create_model
+
+    keras.utils.set_random_seed(opts.seed)
+    state = None
+    if opts.resume and (run / "state.json").exists() and (run / "last.keras").exists():
+        state = json.loads((run / "state.json").read_text())
+        model = keras.models.load_model(run / "last.keras")
+        log.info(
+            "resuming %s after epoch %d (best val_accuracy %.4f)",
+            run,
+            state["epoch"] + 1,
+            state["best"],
+        )
+    else:
+        model = create_model(
+            opts.arch, num_classes=train.num_classes, input_shape=DEFAULT_CONTRACT.input_shape
+        )
+        model.compile(
+            optimizer=keras.optimizers.Adam(opts.lr),
+            loss=keras.losses.CategoricalCrossentropy(label_smoothing=opts.label_smoothing),
+            metrics=["accuracy"],
+        )
+    initial_epoch = state["epoch"] + 1 if state else 0
+    t0 = time.time()
+    if initial_epoch < opts.epochs:
+        model.fit(
+            _dataset(train, opts, training=True),
+            validation_data=_dataset(val, opts, training=False),
+            epochs=opts.epochs,
+            initial_epoch=initial_epoch,
+            callbacks=_callbacks(run, opts, state),
+            verbose=1 if sys.stdout.isatty() else 2,
+        )
+    train_seconds = time.time() - t0 + (state or {}).get("train_seconds", 0.0)
+    st = json.loads((run / "state.json").read_text()) if (run / "state.json").exists() else {}
+    st.update(stopped=True, train_seconds=train_seconds)
+    _write_json(run / "state.json", st)
+    return {"train_seconds": round(train_seconds, 1), "params": int(model.count_params())}
+
+
+def _finish(
+    run: Path, val: FaceSet, extra: dict[str, Any], twin_rows: np.ndarray | None = None
+) -> dict[str, Any]:
+    """Evaluate the best checkpoint, draw learning curves, write ``metrics.json`` last."""
+    from train.evaluate import evaluate_model, plot_history
+
+    if not (run / "model.keras").exists():
+        raise DataError(f"{run}: training produced no checkpoint (no epoch improved val accuracy)")
+    if (run / "history.csv").exists():
+        plot_history(run / "history.csv", run / "learning_curves.png")
+    return evaluate_model(run / "model.keras", val, run, exclude_rows=twin_rows, extra=extra)
+
+
+def train_run(opts: TrainOptions) -> dict[str, Any]:
+    """Run one training job (or K folds) into ``opts.out``; return the final metrics.
+
+    Raises:
+        ConfigError: unknown architecture (listing valid names) or an out folder in the way.
+        DataError: bad or empty data.
+    """
+    from train.models import get_spec
+
+    try:
+        spec = get_spec(opts.arch)
+    except KeyError as e:
+        raise ConfigError(str(e.args[0])) from None
+    run = Path(opts.out)
+    if (run / "metrics.json").exists() and not opts.resume:
+        raise ConfigError(
+            f"{run} already holds a finished run; choose another --out or pass --resume"
+        )
+    if run.exists() and any(run.iterdir()) and not opts.resume:
+        raise ConfigError(f"{run} exists and is not empty; choose another --out or pass --resume")
+    created = not run.exists()
+    try:
+        train, val, report = prepare_data(opts, allow_oversample=not opts.folds)
+    except BaseException:
+        if created and run.exists():
+            shutil.rmtree(run)
+        raise
+    twin_rows = report.pop("_val_twin_rows")
+    run.mkdir(parents=True, exist_ok=True)
+    (run / "metrics.json").unlink(missing_ok=True)
+    config = {
+        "arch": opts.arch,
+        "seed_paper": spec.seed,
+        "kind": spec.kind,
+        "labels": list(train.label_names),
+        "contract": DEFAULT_CONTRACT.to_dict() | {"labels": list(train.label_names)},
+        "options": opts.to_dict(),
+        "data": report,
+        "command": " ".join(["fer-train", *sys.argv[1:]]) if sys.argv else None,
+        "commit": _git_commit(),
+        "status": "running",
+        "protocol": (
+            "leak-free: exact duplicates removed inside Training and between Training and "
+            f"{opts.val_usage}; oversampling (if any) applied to Training only after the split; "
+            f"model selected on {opts.val_usage}"
+        ),
+    }
+    _write_json(run / "config.json", config)
+    log.info(
+        "%s: %d training / %d validation images (%s)", opts.arch, len(train), len(val),
+        json.dumps(report["dedup"]),
+    )  # fmt: skip
+    if opts.folds:
+        metrics = _kfold(run, train, opts)
+    else:
+        extra = _fit(run, train, val, opts)
+        metrics = _finish(run, val, extra, twin_rows)
+    config["status"] = "complete"
+    _write_json(run / "config.json", config)
+    return metrics
+
+
+def _kfold(run: Path, train: FaceSet, opts: TrainOptions) -> dict[str, Any]:
+    """Seed 003's K-fold cross-validation inside the (leak-free) Training split."""
+    assert opts.folds is not None
+    folds = kfold_indices(train.labels, opts.folds, opts.seed)
+    per_fold = []
+    for i, (tr_idx, va_idx) in enumerate(folds):
+        sub = run / f"fold{i}"
+        sub.mkdir(exist_ok=True)
+        fold_opts = TrainOptions(**{**opts.__dict__, "out": str(sub), "folds": None})
+        tr = train.subset(tr_idx)
+        if opts.oversample:
+            tr = oversample(tr, opts.seed)
+        va = train.subset(va_idx, source=f"fold {i} of {train.source}")
+        if (sub / "metrics.json").exists():
+            m = json.loads((sub / "metrics.json").read_text())
+        else:
+            m = _finish(sub, va, _fit(sub, tr, va, fold_opts))
+        per_fold.append(m)
+    keys = ("accuracy", "macro_f1", "auc_macro")
+    summary: dict[str, Any] = {
+        "folds": opts.folds,
+        "per_fold": [{k: m.get(k) for k in keys} for m in per_fold],
+    }
+    for k in keys:
+        vals = [m[k] for m in per_fold if isinstance(m.get(k), (int, float))]
+        summary[f"{k}_mean"] = float(np.mean(vals)) if vals else None
+        summary[f"{k}_std"] = float(np.std(vals)) if vals else None
+    _write_json(run / "metrics.json", summary)
+    return summary
