@@ -193,15 +193,18 @@ class Event:
         """Decode JSON text; raises :class:`EventDecodeError` for anything malformed."""
         try:
             d = json.loads(text)
-        except (ValueError, UnicodeDecodeError) as e:
+        except (ValueError, UnicodeDecodeError, RecursionError) as e:
+            # RecursionError: absurdly nested arrays/objects ("[[[[..."), a cheap hostile payload.
             raise EventDecodeError(f"event is not valid JSON: {e}") from None
         return cls.from_dict(d)
 
 
 def _is_prob(v: Any) -> bool:
+    # Range first: comparing is exact for any int, while isfinite()/float() overflow on a
+    # 400-digit JSON integer.
     return (
         isinstance(v, (int, float))
         and not isinstance(v, bool)
+        and 0.0 <= v <= 1.0
         and math.isfinite(v)
-        and 0.0 <= float(v) <= 1.0
     )

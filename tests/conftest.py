@@ -11,6 +11,9 @@ from pathlib import Path
 
 import pytest
 
+# Real mosquitto broker fixtures (`mosquitto`, `mosquitto_factory`) for every test.
+pytest_plugins = ["broker_fixtures"]
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("FER_SHARED", REPO.parent / "shared")).resolve()
 DATA = SHARED / "data"

@@ -294,13 +294,16 @@ def comparison_markdown(doc: Mapping[str, Any]) -> str:
         f"({', '.join(p['label_names'])}), n = {p['n']}.",
     ]
     if excl:
-        lines.append(
+        lines += [
+            "",
             f'"w/o twins": the same split without the {p["n_rows_with_train_twin"]} rows whose '
-            "exact image is also in Training."
-        )
+            "exact image is also in Training.",
+        ]
     lines += [
+        "",
         "Every model is scored on the same faces by the same code (`fer-train evaluate`). "
         "Macro averages are over the classes present; AUC is one-vs-rest.",
+        "",
         f"Model selection: {p['model_selection']}.",
         "",
         "| " + " | ".join(head) + " |",

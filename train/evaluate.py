@@ -21,7 +21,7 @@ import logging
 import math
 import os
 import shutil
-import tempfile
+import uuid
 import zipfile
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -106,9 +106,10 @@ def compute_metrics(
 
     Macro averages (precision, recall, F1, AUC) are over the classes that occur in ``y_true``:
     a class with no evaluation sample has no defined recall or AUC, and averaging in a 0 for it
-    would punish the model for the data. Such classes are still listed in ``per_class`` (with
-    ``auc`` = ``None``) and named in ``notes``. Per-class precision of a class never predicted is
-    0 (scikit-learn ``zero_division=0``).
+    would punish the model for the data. Such classes are still listed in ``per_class`` (recall,
+    F1 and AUC ``None``; precision 0 if the model predicted them, else ``None``) and named in
+    ``notes``. Per-class precision of a present class that is never predicted is 0 (scikit-learn
+    ``zero_division=0``).
 
     Args:
         y_true: ``(N,)`` integer class ids in ``0..C-1``.
@@ -164,15 +165,19 @@ def compute_metrics(
             aucs[i] = None
             continue
         aucs[i] = _finite_or_none(roc_auc_score(pos.astype(np.int64), p[:, i]))
-    if support[present].sum() == n and len(present) == 1:
+    if len(present) == 1:
         notes.append("only one class occurs in the evaluation data: no AUC is defined")
     valid_aucs = [a for a in aucs.values() if a is not None]
+    n_pred = np.bincount(y_pred, minlength=c)
 
     per_class = {
         names[i]: {
-            "precision": float(prec[i]),
-            "recall": float(rec[i]),
-            "f1": float(f1[i]),
+            # Undefined ratios are null rather than scikit-learn's 0: a class with no sample has
+            # no recall, a class never predicted has no precision (unless it has samples, where
+            # 0 is the usual convention and the macro averages need a number).
+            "precision": float(prec[i]) if n_pred[i] or support[i] else None,
+            "recall": float(rec[i]) if support[i] else None,
+            "f1": float(f1[i]) if support[i] else None,
             "support": int(support[i]),
             "auc": aucs[i],
         }
@@ -355,13 +360,16 @@ def _fit_size(images: np.ndarray, side: int | None) -> np.ndarray:
 
 def _as_probs(out: np.ndarray) -> np.ndarray:
     # Registry models end in softmax; a logits model is turned into probabilities so AUC and
-    # argmax behave the same for every model.
-    s = out.sum(axis=1)
-    if out.min() < -1e-6 or not np.allclose(s, 1.0, atol=1e-3):
+    # argmax behave the same for every model. Dequantized int8 softmax outputs are multiples of
+    # 1/256, so their row sums can miss 1 by a few steps: that is still probabilities.
+    looks_like_probs = (
+        out.min() >= -0.01 and out.max() <= 1.01 and np.allclose(out.sum(axis=1), 1.0, atol=0.05)
+    )
+    if not looks_like_probs:
         log.warning("model outputs do not look like probabilities; applying softmax")
         z = out - out.max(axis=1, keepdims=True)
         e = np.exp(z)
-        return e / e.sum(axis=1, keepdims=True)
+        return (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
     return out
 
 
@@ -492,7 +500,7 @@ def train_twin_rows(data_path: str | os.PathLike[str], faces: Any) -> np.ndarray
     from train.data import load_fer2013
     from train.data.dedup import rows_with_twin
 
-    training = load_fer2013(data_path, "Training").require_nonempty("Training split")
+    training = load_fer2013(Path(data_path), "Training").require_nonempty("Training split")
     overlap = np.intersect1d(np.asarray(faces.rows), training.rows)
     if overlap.size:
         raise DataError(
@@ -507,17 +515,22 @@ def train_twin_rows(data_path: str | os.PathLike[str], faces: Any) -> np.ndarray
 # --------------------------------------------------------------------------------------------
 
 
+#: Files :func:`evaluate_model` owns in its output folder (stale ones are removed on rewrite).
+EVAL_FILES = ("confusion.png", "roc.png", "confusion_excluding_train_duplicates.png")
+
+
 def _publish_dir(tmp: Path, out: Path) -> None:
     """Move the finished files of ``tmp`` into ``out``; ``metrics.json`` last (= complete)."""
     if not out.exists():
-        # mkdtemp creates 0700; give the published folder the usual umask-based mode.
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o777 & ~umask)
         os.replace(tmp, out)
         return
     if not out.is_dir():
         raise DataError(f"output path {out} exists and is not a directory")
+    for name in EVAL_FILES:
+        # A plot from an earlier evaluation (e.g. with --exclude-duplicates) must not sit next
+        # to metrics that no longer describe it.
+        if not (tmp / name).exists():
+            (out / name).unlink(missing_ok=True)
     files = sorted(tmp.iterdir(), key=lambda f: f.name == "metrics.json")
     for f in files:
         os.replace(f, out / f.name)
@@ -586,7 +599,10 @@ def evaluate_model(
 
     out = Path(out_dir)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    # Sibling folder (same filesystem: the final rename is atomic), created with mkdir so it
+    # gets the usual umask-based mode rather than mkdtemp's 0700.
+    tmp = out.parent / f".{out.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
+    tmp.mkdir()
     try:
         plot_confusion(metrics, tmp / "confusion.png")
         plot_roc(y, probs, label_names, tmp / "roc.png")

@@ -158,16 +158,19 @@ def plot_history(
     ]
     if not panels:
         raise DataError(f"history has no loss/accuracy columns (got {sorted(h)})")
+    from matplotlib.ticker import MaxNLocator
+
+    n_rows = max(len(v) for v in h.values())
+    # Keras CSVLogger epochs are 0-based; a resumed run keeps counting, so use the column.
+    epochs = [int(e) + 1 for e in h.get("epoch", range(n_rows))]
     fig = _figure(5.5 * len(panels), 4.2)
     for k, (key, title) in enumerate(panels):
         ax = fig.add_subplot(1, len(panels), k + 1)
         for name, style in ((key, "-"), (f"val_{key}", "--")):
-            if name in h and h[name]:
-                vals = h[name]
-                epochs = h.get("epoch", list(range(len(vals))))
-                xs = [int(e) + 1 for e in epochs[: len(vals)]]  # Keras epochs are 0-based
+            vals = h.get(name)
+            if vals:
                 ax.plot(
-                    xs,
+                    epochs[: len(vals)],
                     vals,
                     style,
                     marker="o",
@@ -177,11 +180,12 @@ def plot_history(
         val = h.get(f"val_{key}")
         if val:
             best = int(np.argmin(val) if key == "loss" else np.argmax(val))
-            ax.axvline(best + 1, color="grey", lw=0.8, ls=":")
-            ax.set_title(f"{title} (best val {val[best]:.4f} @ epoch {best + 1})")
+            ax.axvline(epochs[best], color="grey", lw=0.8, ls=":")
+            ax.set_title(f"{title} (best val {val[best]:.4f} @ epoch {epochs[best]})")
         else:
             ax.set_title(title)
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
         ax.legend()
     _save_figure(fig, path)
@@ -209,7 +213,7 @@ def plot_comparison(rows: Sequence[Mapping[str, Any]], path: str | os.PathLike[s
                 rotation=90,
             )
     ax.set_xticks(x, names, rotation=20, ha="right")
-    ax.set_ylim(0, 1.1)
+    ax.set_ylim(0, 1.18)
     ax.set_ylabel("score")
     ax.set_title("architectures under one protocol")
     ax.legend(fontsize=8, ncol=len(keys), loc="upper center")

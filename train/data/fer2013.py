@@ -105,11 +105,11 @@ def read_fer2013_csv(
             if len(rec) < len(header):
                 raise DataError(f"{where}: expected {len(header)} fields, got {len(rec)}")
             try:
-                e = int(rec[ie])
+                emo = int(rec[ie])
             except ValueError:
                 raise DataError(f"{where}: emotion {rec[ie]!r} is not an integer 0..6") from None
-            if not 0 <= e <= 6:
-                raise DataError(f"{where}: emotion {e} is outside 0..6")
+            if not 0 <= emo <= 6:
+                raise DataError(f"{where}: emotion {emo} is outside 0..6")
             px = np.fromstring(rec[ip], dtype=np.int32, sep=" ")  # text mode: fast and exact
             if px.size != PIXELS:
                 raise DataError(f"{where}: pixels has {px.size} values, expected {PIXELS} (48x48)")
@@ -118,7 +118,7 @@ def read_fer2013_csv(
             if rec[iu] not in USAGES:
                 raise DataError(f"{where}: Usage {rec[iu]!r} is not one of {list(USAGES)}")
             images.append(px.astype(np.uint8).reshape(48, 48))
-            emotion.append(e)
+            emotion.append(emo)
             usage.append(rec[iu])
     if not images:
         raise DataError(f"{path}: no data rows")

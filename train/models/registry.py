@@ -111,8 +111,8 @@ def create_model(
     """
     spec = get_spec(name)
     k = keras_module(backend)
-    model = spec.builder(k, num_classes, tuple(input_shape))
-    return model
+    h, w, c = (int(d) for d in input_shape)
+    return spec.builder(k, num_classes, (h, w, c))
 
 
 def normalization(k: ModuleType, x: Any) -> Any:

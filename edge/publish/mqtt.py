@@ -1,0 +1,498 @@
+"""The MQTT sink: events, status and stats to a broker with paho-mqtt 2.x.
+
+Topics (``P`` = ``topic_prefix``, default ``fer``; ``D`` = device id):
+
+* ``P/D/events``: one ``fer.event/1`` JSON object per message, QoS ``qos`` (default 1), not
+  retained.
+* ``P/D/status``: retained plain UTF-8 string, QoS 1: ``online`` on every (re)connect,
+  ``offline`` as the Last Will (the broker publishes it when the device vanishes without a clean
+  disconnect), ``stopped`` on a clean shutdown. A plain string keeps the Last Will (fixed when
+  the connection is made) truthful and lets dashboards compare without parsing.
+* ``P/D/stats``: the runtime's stats snapshot as a JSON object, QoS 0, not retained, only sent
+  while connected (a stale snapshot is worthless).
+
+Delivery: :meth:`MqttSink.publish_event` only appends to a bounded in-memory queue and returns,
+so the frame loop never waits for the network. A worker thread hands queued events to paho while
+connected, at most ``max_inflight`` at a time; with QoS >= 1 an event stays "in flight" until the
+broker acknowledges it (PUBACK/PUBCOMP) and paho re-sends in-flight messages after a reconnect,
+so an event that was on the wire when the connection dropped is delivered again (subscribers
+de-duplicate by ``event_id``). While the broker is away the queue grows up to ``queue_size``;
+beyond that the OLDEST queued event is dropped and counted in ``dropped`` (for a live emotion
+feed the newest state matters most). Reconnects use paho's exponential backoff
+(``reconnect_min_s`` doubling up to ``reconnect_max_s``). A broker that refuses the login (bad
+user name or password, not authorized) cannot be fixed by retrying: the sink stops retrying and
+sets :attr:`MqttSink.fatal_error`, which :meth:`MqttSink.check` and
+:meth:`MqttSink.publish_event` raise.
+
+On :meth:`MqttSink.close` the queue is flushed within the timeout, ``stopped`` is published and
+the client disconnects cleanly (so the broker discards the Last Will); events that could not be
+delivered are returned by :meth:`MqttSink.drain_undelivered` so the caller can write them to a
+JSONL file instead of losing them.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import ssl
+import threading
+import time
+from collections import deque
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+
+from edge.errors import ConfigError, PublishError
+from edge.events import Event
+from edge.publish.base import Sink
+from edge.publish.config import MqttSinkConfig, parse_mqtt_url
+
+log = logging.getLogger(__name__)
+
+STATUS_ONLINE = "online"
+STATUS_OFFLINE = "offline"
+STATUS_STOPPED = "stopped"
+
+# CONNACK reason codes (MQTT 5 numbering; paho maps 3.1.1 return codes onto them) after which
+# retrying with the same settings cannot succeed: protocol, client id, credentials, auth.
+FATAL_CONNACK = {
+    132: "unsupported protocol version",
+    133: "client identifier not valid",
+    134: "bad user name or password",
+    135: "not authorized",
+    140: "bad authentication method",
+}
+
+
+def check_topic_part(name: str, value: str) -> str:
+    """Return ``value`` if it is usable as one MQTT topic level.
+
+    Raises:
+        ConfigError: if it is empty or contains ``/``, ``+``, ``#`` or NUL.
+    """
+    if not value or any(c in value for c in "/+#\0"):
+        raise ConfigError(f"{name} {value!r} must be non-empty without '/', '+', '#' or NUL")
+    return value
+
+
+def topics(prefix: str, device_id: str) -> dict[str, str]:
+    """The three topics of one device: ``events``, ``status`` and ``stats``."""
+    return {k: f"{prefix}/{device_id}/{k}" for k in ("events", "status", "stats")}
+
+
+def make_client(cfg: MqttSinkConfig, client_id: str) -> tuple[mqtt.Client, str, int, str | None]:
+    """Create a paho client with TLS and credentials from ``cfg`` (not yet connected).
+
+    Returns:
+        (client, host, port, username).
+
+    Raises:
+        ConfigError: if the password file cannot be read.
+        PublishError: if TLS files cannot be loaded.
+    """
+    _, host, port, _, _ = parse_mqtt_url(cfg.url)
+    protocol = mqtt.MQTTv5 if cfg.protocol == "5" else mqtt.MQTTv311
+    client = mqtt.Client(
+        CallbackAPIVersion.VERSION2,
+        client_id=client_id,
+        protocol=protocol,
+        # MQTT 5 uses clean_start on connect instead; 3.1.1 needs a clean session so a device
+        # that restarts does not inherit a backlog meant for a previous incarnation.
+        clean_session=None if protocol == mqtt.MQTTv5 else True,
+    )
+    username = cfg.resolve_username()
+    password = cfg.resolve_password()
+    if username is not None or password is not None:
+        client.username_pw_set(username or "", password)
+    if cfg.tls:
+        try:
+            client.tls_set(
+                ca_certs=str(cfg.ca_file) if cfg.ca_file else None,
+                certfile=str(cfg.cert_file) if cfg.cert_file else None,
+                keyfile=str(cfg.key_file) if cfg.key_file else None,
+                cert_reqs=ssl.CERT_REQUIRED,
+            )
+        except (OSError, ssl.SSLError) as e:
+            raise PublishError(
+                f"mqtt TLS setup failed (ca_file={cfg.ca_file}, cert_file={cfg.cert_file}, "
+                f"key_file={cfg.key_file}): {e}"
+            ) from None
+        if cfg.tls_insecure:
+            client.tls_insecure_set(True)
+    elif cfg.ca_file or cfg.cert_file:
+        log.warning("mqtt: ca_file/cert_file are ignored for %s (use mqtts://)", cfg.safe_url())
+    client.reconnect_delay_set(cfg.reconnect_min_s, cfg.reconnect_max_s)  # type: ignore[arg-type]
+    return client, host, port, username
+
+
+def _jsonable(value: Any) -> Any:
+    """Replace non-finite floats (an empty p95) by None so stats are strict JSON."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+class MqttSink(Sink):
+    """Publish events to ``<prefix>/<device_id>/events`` with a bounded outage queue."""
+
+    type = "mqtt"
+
+    def __init__(self, cfg: MqttSinkConfig, device_id: str) -> None:
+        """Create the sink; nothing connects before :meth:`open`.
+
+        Args:
+            cfg: Validated MQTT sink config.
+            device_id: Device id used in topics (and the default client id).
+
+        Raises:
+            ConfigError: if ``device_id`` cannot be a topic level.
+        """
+        self.cfg = cfg
+        self.device_id = check_topic_part("device_id", device_id)
+        self.client_id = cfg.client_id or f"fer-edge-{device_id}"
+        t = topics(cfg.topic_prefix, device_id)
+        self.topic_events, self.topic_status, self.topic_stats = (
+            t["events"],
+            t["status"],
+            t["stats"],
+        )
+        #: Set when the broker refused us for a reason retrying cannot fix (bad credentials).
+        self.fatal_error: PublishError | None = None
+        self._client: mqtt.Client | None = None
+        self._lock = threading.Lock()
+        self._pending: deque[Event] = deque()
+        self._inflight: list[tuple[Event, mqtt.MQTTMessageInfo]] = []
+        self._connected = threading.Event()
+        self._settled = threading.Event()  # connected, or fatal: wait_connected() may return
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._worker: threading.Thread | None = None
+        self._closing = False
+        self._closed = False
+        self._undelivered: list[Event] = []
+        self._published = 0
+        self._dropped = 0
+        self._connects = 0
+        self._connect_failures = 0
+        self._failures_since_connect = 0
+        self._stats_published = 0
+
+    def __repr__(self) -> str:
+        return f"MqttSink(url={self.cfg.safe_url()!r}, device_id={self.device_id!r})"
+
+    # ---- lifecycle -------------------------------------------------------------------------
+
+    def open(self) -> None:
+        """Start connecting in the background and return at once.
+
+        An unreachable broker is not an error: paho keeps retrying with backoff, events queue
+        meanwhile and :meth:`stats` says ``connected: false``.
+
+        Raises:
+            ConfigError: if the password file cannot be read.
+            PublishError: if TLS files cannot be loaded.
+        """
+        if self._client is not None:
+            return
+        client, host, port, username = make_client(self.cfg, self.client_id)
+        self._username = username
+        client.max_inflight_messages_set(self.cfg.max_inflight)
+        client.will_set(self.topic_status, STATUS_OFFLINE, qos=1, retain=True)
+        client.on_connect = self._on_connect
+        client.on_connect_fail = self._on_connect_fail
+        client.on_disconnect = self._on_disconnect
+        client.on_publish = self._on_publish
+        self._client = client
+        log.info(
+            "mqtt: connecting to %s as client %r (events on %s)",
+            self.cfg.safe_url(),
+            self.client_id,
+            self.topic_events,
+        )
+        client.connect_async(host, port, keepalive=self.cfg.keepalive_s)
+        client.loop_start()
+        self._worker = threading.Thread(target=self._run, name="mqtt-sink", daemon=True)
+        self._worker.start()
+
+    def wait_connected(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` s for the first connection (e.g. before telling systemd READY).
+
+        Returns:
+            True if connected, False if still trying (the sink keeps retrying).
+
+        Raises:
+            PublishError: if the broker refused us for good (bad credentials).
+        """
+        self._settled.wait(timeout)
+        self.check()
+        return self._connected.is_set()
+
+    def check(self) -> None:
+        """Raise :attr:`fatal_error` if the broker refused the connection for good."""
+        if self.fatal_error is not None:
+            raise self.fatal_error
+
+    @property
+    def connected(self) -> bool:
+        """Whether the client is connected to the broker right now."""
+        return self._connected.is_set()
+
+    # ---- Sink API --------------------------------------------------------------------------
+
+    def publish_event(self, event: Event) -> None:
+        """Queue one event for delivery; never blocks on the network.
+
+        Raises:
+            PublishError: if the sink is closed, or after the broker refused the login for good
+                (the event is still queued and comes back from :meth:`drain_undelivered`).
+        """
+        with self._lock:
+            if self._closing:
+                raise PublishError(f"mqtt sink {self.cfg.safe_url()} is closed")
+            if len(self._pending) >= self.cfg.queue_size:
+                self._pending.popleft()
+                self._dropped += 1
+                dropped = self._dropped
+            else:
+                dropped = 0
+            self._pending.append(event)
+        if dropped and dropped & (dropped - 1) == 0:  # log at 1, 2, 4, 8, ... drops
+            log.warning(
+                "mqtt: queue full (%d events), dropped the oldest; %d dropped so far",
+                self.cfg.queue_size,
+                dropped,
+            )
+        self._wake.set()
+        self.check()
+
+    def publish_stats(self, stats: dict[str, Any]) -> None:
+        """Publish a stats snapshot (QoS 0, not retained) if connected; skip it otherwise."""
+        client = self._client
+        if client is None or not self._connected.is_set():
+            return
+        payload = json.dumps(_jsonable(stats), separators=(",", ":"), allow_nan=False, default=str)
+        info = client.publish(self.topic_stats, payload, qos=0, retain=False)
+        if info.rc == MQTTErrorCode.MQTT_ERR_SUCCESS:
+            self._stats_published += 1
+
+    def stats(self) -> dict[str, Any]:
+        """Counters for the device stats.
+
+        Keys: ``connected``, ``url`` (password masked), ``queue_depth`` (queued + in flight),
+        ``queued``, ``inflight``, ``published`` (acknowledged events), ``dropped`` (oldest events
+        dropped on overflow), ``reconnects`` (successful connects after the first),
+        ``connect_failures``, ``error`` (why the broker refused us for good, or None).
+        """
+        with self._lock:
+            queued, inflight = len(self._pending), len(self._inflight)
+            published, dropped = self._published, self._dropped
+        return {
+            "connected": self._connected.is_set(),
+            "url": self.cfg.safe_url(),
+            "queue_depth": queued + inflight,
+            "queued": queued,
+            "inflight": inflight,
+            "published": published,
+            "dropped": dropped,
+            "reconnects": max(0, self._connects - 1),
+            "connect_failures": self._connect_failures,
+            "error": str(self.fatal_error) if self.fatal_error else None,
+        }
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Flush within ``timeout`` s, publish ``stopped``, disconnect cleanly (no Last Will).
+
+        Events still queued or unacknowledged at the end are kept for
+        :meth:`drain_undelivered`. Safe to call twice.
+        """
+        if self._closed:
+            return
+        with self._lock:
+            self._closing = True
+        client = self._client
+        if client is None:  # never opened
+            with self._lock:
+                self._undelivered = list(self._pending)
+                self._pending.clear()
+            self._closed = True
+            return
+        start = time.monotonic()
+        # Keep a slice of the budget for the 'stopped' message and the disconnect.
+        flush_deadline = start + timeout * 0.8
+        deadline = start + timeout
+        while time.monotonic() < flush_deadline and self.fatal_error is None:
+            self._wake.set()
+            with self._lock:
+                if not self._pending and not self._inflight:
+                    break
+            time.sleep(0.02)
+        self._stop.set()
+        self._wake.set()
+        if self._worker is not None:
+            self._worker.join(timeout=2.0)
+        if self._connected.is_set() and self.fatal_error is None:
+            info = client.publish(self.topic_status, STATUS_STOPPED, qos=1, retain=True)
+            try:
+                info.wait_for_publish(timeout=max(0.2, deadline - time.monotonic()))
+            except (RuntimeError, ValueError) as e:
+                log.warning("mqtt: could not publish %r status: %s", STATUS_STOPPED, e)
+        # A DISCONNECT packet makes the broker discard the Last Will ('offline').
+        client.disconnect()
+        client.loop_stop()
+        self._connected.clear()
+        self._reap()
+        with self._lock:
+            self._undelivered = [ev for ev, _ in self._inflight] + list(self._pending)
+            self._inflight.clear()
+            self._pending.clear()
+            n = len(self._undelivered)
+        self._closed = True
+        if n:
+            log.warning(
+                "mqtt: %d events were not delivered to %s before shutdown",
+                n,
+                self.cfg.safe_url(),
+            )
+        else:
+            log.info("mqtt: all events delivered; disconnected from %s", self.cfg.safe_url())
+
+    def drain_undelivered(self) -> list[Event]:
+        """Events not acknowledged by the broker when :meth:`close` ended, oldest first.
+
+        Events that were sent but not acknowledged may have reached the broker: writing them
+        elsewhere gives at-least-once, never loss. Returns each event once; empty before close.
+        """
+        with self._lock:
+            out, self._undelivered = self._undelivered, []
+        return out
+
+    # ---- worker ----------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        """Hand queued events to paho while connected; collect acknowledgements."""
+        while not self._stop.is_set():
+            self._wake.wait(0.5)
+            self._wake.clear()
+            self._pump()
+
+    def _reap(self) -> None:
+        with self._lock:
+            if not self._inflight:
+                return
+            keep = [(ev, info) for ev, info in self._inflight if not info.is_published()]
+            self._published += len(self._inflight) - len(keep)
+            self._inflight = keep
+
+    def _pump(self) -> None:
+        client = self._client
+        assert client is not None
+        qos = self.cfg.qos
+        while True:
+            self._reap()
+            if self._stop.is_set() or not self._connected.is_set() or self.fatal_error:
+                return
+            with self._lock:
+                if not self._pending or len(self._inflight) >= self.cfg.max_inflight:
+                    return
+                event = self._pending.popleft()
+            # Never call paho while holding our lock: paho calls on_publish under its own lock.
+            info = client.publish(self.topic_events, event.to_json(), qos=qos)
+            with self._lock:
+                if info.rc == MQTTErrorCode.MQTT_ERR_SUCCESS and qos == 0:
+                    self._published += 1  # QoS 0 is fire-and-forget: no acknowledgement comes.
+                elif qos > 0 and info.rc in (
+                    MQTTErrorCode.MQTT_ERR_SUCCESS,
+                    MQTTErrorCode.MQTT_ERR_NO_CONN,
+                ):
+                    # NO_CONN with QoS >= 1: paho keeps the message and sends it on reconnect.
+                    self._inflight.append((event, info))
+                else:
+                    self._pending.appendleft(event)
+                    return
+
+    # ---- paho callbacks (network thread) ---------------------------------------------------
+
+    def _on_connect(
+        self,
+        client: mqtt.Client,
+        userdata: Any,
+        flags: mqtt.ConnectFlags,
+        reason_code: Any,
+        properties: Any,
+    ) -> None:
+        if reason_code.is_failure:
+            code = int(reason_code.value)
+            if code in FATAL_CONNACK:
+                self.fatal_error = PublishError(
+                    f"MQTT broker {self.cfg.safe_url()} refused the connection of client "
+                    f"{self.client_id!r} (user {self._username!r}): {FATAL_CONNACK[code]}. "
+                    "Check username/password (password_file or $" + self.cfg.password_env + ") "
+                    "and the broker's ACL; retrying cannot help."
+                )
+                log.error("%s", self.fatal_error)
+                client.disconnect()  # ends paho's retry loop
+                self._settled.set()
+            else:
+                log.warning(
+                    "mqtt: broker %s refused the connection (%s); retrying",
+                    self.cfg.safe_url(),
+                    reason_code,
+                )
+            self._wake.set()
+            return
+        self._connects += 1
+        if self._connects == 1:
+            log.info("mqtt: connected to %s", self.cfg.safe_url())
+        else:
+            log.info(
+                "mqtt: reconnected to %s after %d failed attempts",
+                self.cfg.safe_url(),
+                self._failures_since_connect,
+            )
+        self._failures_since_connect = 0
+        client.publish(self.topic_status, STATUS_ONLINE, qos=1, retain=True)
+        self._connected.set()
+        self._settled.set()
+        self._wake.set()
+
+    def _on_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:
+        self._connect_failures += 1
+        self._failures_since_connect += 1
+        n = self._failures_since_connect
+        if n & (n - 1) == 0:  # 1, 2, 4, 8, ...: say so without flooding the journal
+            log.warning(
+                "mqtt: broker %s unreachable (%d attempts); retrying with backoff up to %gs, "
+                "events are queued",
+                self.cfg.safe_url(),
+                n,
+                self.cfg.reconnect_max_s,
+            )
+
+    def _on_disconnect(
+        self,
+        client: mqtt.Client,
+        userdata: Any,
+        flags: mqtt.DisconnectFlags,
+        reason_code: Any,
+        properties: Any,
+    ) -> None:
+        was_connected = self._connected.is_set()
+        self._connected.clear()
+        if was_connected and not self._closing:
+            log.warning(
+                "mqtt: lost connection to %s (%s); reconnecting, events are queued",
+                self.cfg.safe_url(),
+                reason_code,
+            )
+
+    def _on_publish(
+        self, client: mqtt.Client, userdata: Any, mid: int, reason_code: Any, properties: Any
+    ) -> None:
+        # Called under paho's message lock: only signal, the worker does the bookkeeping.
+        self._wake.set()
