@@ -1,0 +1,573 @@
+"""Model metadata embedded in a ``.tflite`` file, readable on a device without TensorFlow.
+
+``fer-convert`` stores one JSON document under the name :data:`METADATA_NAME` in the TFLite
+flatbuffer's ``metadata`` section (``Model.metadata: [Metadata{name, buffer}]``; the buffer bytes
+are UTF-8 JSON). It says what the model is (architecture, seed, labels in output order, input
+shape, preprocessing contract, quantization) and where it came from (training data, command,
+validation metrics, parity report), so the edge runtime reads sizes and labels from the model and
+never from literals.
+
+Reading uses a small, bounds-checked flatbuffer reader written against the TFLite schema (the
+fields used here have been stable since schema v3), so a truncated or foreign file raises
+:class:`~edge.errors.ModelError` instead of crashing, and no schema package is needed on the
+device. Writing (:func:`embed_metadata`, used by ``convert/``) uses the object API of the schema
+module that ships with ``ai-edge-litert``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import struct
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from edge.contract import PreprocessContract
+from edge.errors import ModelError
+
+log = logging.getLogger(__name__)
+
+#: Name of the metadata entry holding the fer-edge JSON document.
+METADATA_NAME = "fer_edge"
+#: Version of the metadata JSON layout; readers refuse newer versions.
+FORMAT_VERSION = 1
+#: TFLite flatbuffer file identifier (bytes 4..8).
+TFLITE_IDENTIFIER = b"TFL3"
+
+# TensorType enum of the TFLite schema (only the types a classifier can have as input/output).
+_TENSOR_TYPES: dict[int, str] = {
+    0: "float32",
+    1: "float16",
+    2: "int32",
+    3: "uint8",
+    4: "int64",
+    6: "bool",
+    7: "int16",
+    9: "int8",
+    10: "float64",
+}
+
+
+@dataclass(frozen=True)
+class ModelMetadata:
+    """What a converted model is and where it came from (the embedded ``fer_edge`` document).
+
+    Attributes:
+        arch: Registry architecture name (``train.models``), e.g. ``bagga_cnn1``.
+        seed: Seed paper file the architecture comes from.
+        labels: Label names in model output order.
+        input_shape: Model input shape without the batch axis, ``(S, S, 1)``.
+        contract: The preprocessing contract the model was trained and converted with.
+        quantization: Mode, input/output scale and zero point, representative set size, op list.
+        training: Training data description, command, seed and code commit.
+        metrics: Validation metrics of the float model from training.
+        parity: The conversion parity report (float vs. converted on the validation split).
+        created: Creation time, UTC ISO-8601.
+        tool_version: fer-edge version that wrote the metadata.
+        format_version: Metadata layout version (:data:`FORMAT_VERSION`).
+    """
+
+    arch: str
+    seed: str
+    labels: tuple[str, ...]
+    input_shape: tuple[int, int, int]
+    contract: PreprocessContract
+    quantization: dict[str, Any] = field(default_factory=dict)
+    training: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    parity: dict[str, Any] = field(default_factory=dict)
+    created: str = ""
+    tool_version: str = ""
+    format_version: int = FORMAT_VERSION
+
+    def __post_init__(self) -> None:
+        # Validation lives here so metadata built in code and metadata read from a file obey
+        # the same rules.
+        if len(self.labels) < 2:
+            raise ModelError(f"model metadata has {len(self.labels)} labels; need at least 2")
+        if len(set(self.labels)) != len(self.labels):
+            raise ModelError(f"model metadata has duplicate labels: {list(self.labels)}")
+        if tuple(self.input_shape) != self.contract.input_shape:
+            raise ModelError(
+                f"model metadata input_shape {list(self.input_shape)} does not match the "
+                f"preprocessing contract's {list(self.contract.input_shape)}"
+            )
+        if tuple(self.labels) != tuple(self.contract.labels):
+            raise ModelError(
+                f"model metadata labels {list(self.labels)} differ from the contract's "
+                f"{list(self.contract.labels)}"
+            )
+
+    @property
+    def input_size(self) -> int:
+        """Side of the square model input in pixels."""
+        return int(self.input_shape[0])
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return a JSON-serializable dict (lists instead of tuples)."""
+        return {
+            "format_version": self.format_version,
+            "arch": self.arch,
+            "seed": self.seed,
+            "labels": list(self.labels),
+            "input_shape": list(self.input_shape),
+            "contract": self.contract.to_dict(),
+            "quantization": self.quantization,
+            "training": self.training,
+            "metrics": self.metrics,
+            "parity": self.parity,
+            "created": self.created,
+            "tool_version": self.tool_version,
+        }
+
+    def to_json(self, indent: int | None = None) -> str:
+        """Serialize to JSON text (sorted keys, so equal metadata gives equal bytes)."""
+        return json.dumps(self.to_dict(), indent=indent, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ModelMetadata:
+        """Build metadata from :meth:`to_dict` output.
+
+        Raises:
+            ModelError: naming the missing or invalid key, or a newer format version.
+        """
+        if not isinstance(d, dict):
+            raise ModelError(f"model metadata must be a JSON object, got {type(d).__name__}")
+        required = ("arch", "labels", "input_shape", "contract")
+        missing = [k for k in required if k not in d]
+        if missing:
+            raise ModelError(f"model metadata lacks required keys {missing}")
+        version = d.get("format_version", FORMAT_VERSION)
+        if not isinstance(version, int) or version > FORMAT_VERSION:
+            raise ModelError(
+                f"model metadata format_version {version!r} is newer than this fer-edge "
+                f"understands ({FORMAT_VERSION}); upgrade fer-edge"
+            )
+        known = {
+            "format_version",
+            "arch",
+            "seed",
+            "labels",
+            "input_shape",
+            "contract",
+            "quantization",
+            "training",
+            "metrics",
+            "parity",
+            "created",
+            "tool_version",
+        }
+        unknown = set(d) - known
+        if unknown:
+            # Same major version, extra keys: a newer writer added optional information.
+            log.debug("ignoring unknown model metadata keys %s", sorted(unknown))
+        try:
+            labels = tuple(str(v) for v in d["labels"])
+            shape = tuple(int(v) for v in d["input_shape"])
+        except (TypeError, ValueError) as e:
+            raise ModelError(f"model metadata labels/input_shape are malformed: {e}") from None
+        if len(shape) != 3:
+            raise ModelError(f"model metadata input_shape {list(shape)} is not (size, size, 1)")
+        contract_d = d["contract"]
+        if not isinstance(contract_d, dict):
+            raise ModelError("model metadata 'contract' is not a JSON object")
+        try:
+            contract = PreprocessContract.from_dict(contract_d)
+        except (TypeError, ValueError) as e:
+            raise ModelError(f"model metadata 'contract' is invalid: {e}") from None
+        for key in ("quantization", "training", "metrics", "parity"):
+            if not isinstance(d.get(key, {}), dict):
+                raise ModelError(f"model metadata {key!r} is not a JSON object")
+        return cls(
+            arch=str(d["arch"]),
+            seed=str(d.get("seed", "")),
+            labels=labels,
+            input_shape=(shape[0], shape[1], shape[2]),
+            contract=contract,
+            quantization=dict(d.get("quantization", {})),
+            training=dict(d.get("training", {})),
+            metrics=dict(d.get("metrics", {})),
+            parity=dict(d.get("parity", {})),
+            created=str(d.get("created", "")),
+            tool_version=str(d.get("tool_version", "")),
+            format_version=int(version),
+        )
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    """One input or output tensor of subgraph 0, as stored in the flatbuffer."""
+
+    name: str
+    shape: tuple[int, ...]
+    dtype: str
+    scale: float | None
+    zero_point: int | None
+
+
+@dataclass(frozen=True)
+class TFLiteInfo:
+    """What the flatbuffer itself says about a model (no interpreter needed).
+
+    Attributes:
+        version: Schema version (3 for every current converter).
+        inputs: Input tensors of the main subgraph.
+        outputs: Output tensors of the main subgraph.
+        operators: ``(op name, version)`` per operator code; custom ops as ``CUSTOM:<code>``.
+        metadata: Metadata entry name -> raw bytes.
+        op_sequence: Operator name of every node of the main subgraph, in execution order.
+    """
+
+    version: int
+    inputs: tuple[TensorInfo, ...]
+    outputs: tuple[TensorInfo, ...]
+    operators: tuple[tuple[str, int], ...]
+    metadata: dict[str, bytes]
+    op_sequence: tuple[str, ...] = ()
+
+    @property
+    def op_names(self) -> tuple[str, ...]:
+        """Sorted unique operator names."""
+        return tuple(sorted({name for name, _ in self.operators}))
+
+    @property
+    def custom_ops(self) -> tuple[str, ...]:
+        """Custom (including Flex/select TensorFlow) operators; a device runtime has none."""
+        return tuple(n for n in self.op_names if n.startswith("CUSTOM:"))
+
+
+class _Reader:
+    """Bounds-checked access to flatbuffer tables, vectors and strings."""
+
+    def __init__(self, buf: bytes, what: str) -> None:
+        self.buf = buf
+        self.what = what
+
+    def _fail(self, msg: str) -> ModelError:
+        return ModelError(f"{self.what} is not a valid TFLite model (corrupt or truncated): {msg}")
+
+    def _unpack(self, fmt: str, pos: int) -> Any:
+        size = struct.calcsize(fmt)
+        if pos < 0 or pos + size > len(self.buf):
+            raise self._fail(f"read of {size} bytes at offset {pos} past end ({len(self.buf)})")
+        return struct.unpack_from(fmt, self.buf, pos)[0]
+
+    def root(self) -> int:
+        return self._deref(0)
+
+    def _deref(self, pos: int) -> int:
+        return pos + int(self._unpack("<I", pos))
+
+    def _field(self, table: int, index: int) -> int:
+        """Absolute position of field ``index`` of ``table``, or 0 when absent."""
+        vtable = table - int(self._unpack("<i", table))
+        vsize = int(self._unpack("<H", vtable))
+        slot = 4 + 2 * index
+        if slot + 2 > vsize:
+            return 0
+        off = int(self._unpack("<H", vtable + slot))
+        return table + off if off else 0
+
+    def scalar(self, table: int, index: int, fmt: str, default: Any) -> Any:
+        pos = self._field(table, index)
+        return self._unpack(fmt, pos) if pos else default
+
+    def table(self, table: int, index: int) -> int:
+        pos = self._field(table, index)
+        return self._deref(pos) if pos else 0
+
+    def string(self, table: int, index: int) -> str | None:
+        raw = self.bytes_(table, index)
+        if raw is None:
+            return None
+        try:
+            return raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise self._fail("string field is not UTF-8") from None
+
+    def bytes_(self, table: int, index: int) -> bytes | None:
+        pos = self._field(table, index)
+        if not pos:
+            return None
+        start = self._deref(pos)
+        n = int(self._unpack("<I", start))
+        if start + 4 + n > len(self.buf):
+            raise self._fail(f"vector of {n} bytes at offset {start} past end")
+        return bytes(self.buf[start + 4 : start + 4 + n])
+
+    def vector(self, table: int, index: int, fmt: str) -> list[Any]:
+        pos = self._field(table, index)
+        if not pos:
+            return []
+        start = self._deref(pos)
+        n = int(self._unpack("<I", start))
+        size = struct.calcsize(fmt)
+        if start + 4 + n * size > len(self.buf):
+            raise self._fail(f"vector of {n} elements at offset {start} past end")
+        return list(struct.unpack_from(f"<{n}{fmt}", self.buf, start + 4))
+
+    def vector_length(self, table: int, index: int, elem_size: int) -> int:
+        """Length of a vector field after checking it lies inside the buffer (0 if absent)."""
+        pos = self._field(table, index)
+        if not pos:
+            return 0
+        start = self._deref(pos)
+        n = int(self._unpack("<I", start))
+        if start + 4 + n * elem_size > len(self.buf):
+            raise self._fail(f"vector of {n} elements at offset {start} past end")
+        return n
+
+    def tables(self, table: int, index: int) -> list[int]:
+        pos = self._field(table, index)
+        if not pos:
+            return []
+        start = self._deref(pos)
+        n = int(self._unpack("<I", start))
+        if start + 4 + 4 * n > len(self.buf):
+            raise self._fail(f"table vector of {n} elements at offset {start} past end")
+        return [self._deref(start + 4 + 4 * i) for i in range(n)]
+
+
+def _builtin_names() -> dict[int, str]:
+    """Builtin operator code -> name, from the schema ai-edge-litert ships (if installed)."""
+    try:
+        from ai_edge_litert import schema_py_generated as schema
+    except ImportError:
+        return {}
+    return {
+        int(v): k
+        for k, v in vars(schema.BuiltinOperator).items()
+        if not k.startswith("_") and isinstance(v, int)
+    }
+
+
+def parse_tflite(data: bytes, what: str = "model") -> TFLiteInfo:
+    """Parse the parts of a TFLite flatbuffer fer-edge needs.
+
+    Args:
+        data: The whole ``.tflite`` file.
+        what: How to name the file in error messages (usually its path).
+
+    Raises:
+        ModelError: if the bytes are not a TFLite flatbuffer or are truncated/corrupt.
+    """
+    if len(data) < 8 or data[4:8] != TFLITE_IDENTIFIER:
+        raise ModelError(
+            f"{what} is not a TFLite model (no 'TFL3' file identifier; {len(data)} bytes)"
+        )
+    r = _Reader(data, what)
+    model = r.root()
+    version = int(r.scalar(model, 0, "<I", 0))
+    names = _builtin_names()
+    operators: list[tuple[str, int]] = []
+    for oc in r.tables(model, 1):
+        deprecated = int(r.scalar(oc, 0, "<b", 0))
+        custom = r.string(oc, 1)
+        op_version = int(r.scalar(oc, 2, "<i", 1))
+        code = max(deprecated, int(r.scalar(oc, 3, "<i", 0)))
+        if custom is not None:
+            name = f"CUSTOM:{custom}"
+        else:
+            name = names.get(code, f"BUILTIN_{code}")
+        operators.append((name, op_version))
+    subgraphs = r.tables(model, 2)
+    if not subgraphs:
+        raise r._fail("no subgraphs")
+    sg = subgraphs[0]
+    tensors = r.tables(sg, 0)
+
+    def tensor(i: int) -> TensorInfo:
+        if not 0 <= i < len(tensors):
+            raise r._fail(f"tensor index {i} out of range ({len(tensors)} tensors)")
+        t = tensors[i]
+        q = r.table(t, 4)
+        scales = r.vector(q, 2, "f") if q else []
+        zps = r.vector(q, 3, "q") if q else []
+        ttype = int(r.scalar(t, 1, "<b", 0))
+        return TensorInfo(
+            name=r.string(t, 3) or "",
+            shape=tuple(int(v) for v in r.vector(t, 0, "i")),
+            dtype=_TENSOR_TYPES.get(ttype, f"type{ttype}"),
+            scale=float(scales[0]) if len(scales) == 1 else None,
+            zero_point=int(zps[0]) if len(zps) == 1 else None,
+        )
+
+    op_sequence: list[str] = []
+    for op in r.tables(sg, 3):
+        idx = int(r.scalar(op, 0, "<I", 0))
+        if not 0 <= idx < len(operators):
+            raise r._fail(f"operator code index {idx} out of range ({len(operators)} codes)")
+        op_sequence.append(operators[idx][0])
+    inputs = tuple(tensor(int(i)) for i in r.vector(sg, 1, "i"))
+    outputs = tuple(tensor(int(i)) for i in r.vector(sg, 2, "i"))
+    buffers = r.tables(model, 4)
+    for b in buffers:
+        # Bounds-check every weight buffer so a file cut short anywhere is caught here, not by
+        # a crash inside the interpreter.
+        r.vector_length(b, 0, 1)
+    metadata: dict[str, bytes] = {}
+    for m in r.tables(model, 6):
+        name = r.string(m, 0) or ""
+        bi = int(r.scalar(m, 1, "<I", 0))
+        if not 0 <= bi < len(buffers):
+            raise r._fail(f"metadata {name!r} points at buffer {bi} of {len(buffers)}")
+        b = buffers[bi]
+        raw = r.bytes_(b, 0)
+        if raw is None:
+            # Models over 2 GB keep buffer data after the flatbuffer (offset/size fields).
+            offset = int(r.scalar(b, 1, "<Q", 0))
+            size = int(r.scalar(b, 2, "<Q", 0))
+            if offset > 1 and offset + size <= len(data):
+                raw = bytes(data[offset : offset + size])
+            elif offset > 1:
+                raise r._fail(f"metadata {name!r} buffer lies past the end of the file")
+            else:
+                raw = b""
+        metadata[name] = raw
+    return TFLiteInfo(version, inputs, outputs, tuple(operators), metadata, tuple(op_sequence))
+
+
+def _read_bytes(path: str | Path) -> bytes:
+    p = Path(path)
+    if not p.is_file():
+        raise ModelError(f"model file {p} does not exist or is not a file")
+    try:
+        return p.read_bytes()
+    except OSError as e:
+        raise ModelError(f"cannot read model file {p}: {e.strerror}") from None
+
+
+def metadata_from_bytes(data: bytes, what: str = "model") -> tuple[ModelMetadata, TFLiteInfo]:
+    """Parse a TFLite model's bytes and return its fer-edge metadata and flatbuffer info.
+
+    Checks that the metadata agrees with the model: one input of shape ``(1, S, S, 1)`` with
+    ``S`` the contract size, one output of ``len(labels)`` classes.
+
+    Raises:
+        ModelError: for a non-TFLite/corrupt file, missing or invalid metadata, or a model whose
+            tensors do not match its metadata.
+    """
+    info = parse_tflite(data, what)
+    raw = info.metadata.get(METADATA_NAME)
+    if raw is None:
+        raise ModelError(
+            f"{what} has no {METADATA_NAME!r} metadata (entries: {sorted(info.metadata)}); "
+            "convert it with fer-convert"
+        )
+    try:
+        doc = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ModelError(f"{what}: {METADATA_NAME!r} metadata is not valid JSON: {e}") from None
+    meta = ModelMetadata.from_dict(doc)
+    check_tensors(meta, info, what)
+    return meta, info
+
+
+def check_tensors(meta: ModelMetadata, info: TFLiteInfo, what: str = "model") -> None:
+    """Raise :class:`ModelError` unless the model's tensors match its metadata."""
+    if len(info.inputs) != 1 or len(info.outputs) != 1:
+        raise ModelError(
+            f"{what} has {len(info.inputs)} inputs and {len(info.outputs)} outputs; a face "
+            "classifier has exactly one of each"
+        )
+    s = meta.input_size
+    in_shape = info.inputs[0].shape
+    if len(in_shape) != 4 or tuple(in_shape[1:]) != (s, s, 1):
+        raise ModelError(
+            f"{what} input shape {list(in_shape)} does not match metadata (N, {s}, {s}, 1)"
+        )
+    out_shape = info.outputs[0].shape
+    if len(out_shape) != 2 or out_shape[1] != len(meta.labels):
+        raise ModelError(
+            f"{what} output shape {list(out_shape)} does not match the {len(meta.labels)} "
+            f"labels in its metadata"
+        )
+
+
+def read_metadata(path: str | Path) -> ModelMetadata:
+    """Read the fer-edge metadata embedded in a ``.tflite`` file.
+
+    Raises:
+        ModelError: if the file is missing, not a TFLite model, truncated or corrupt, has no
+            fer-edge metadata, or its tensors disagree with the metadata.
+    """
+    return metadata_from_bytes(_read_bytes(path), str(path))[0]
+
+
+def read_tflite_info(path: str | Path) -> TFLiteInfo:
+    """Parse a ``.tflite`` file's flatbuffer (tensors, operators, metadata entries).
+
+    Raises:
+        ModelError: if the file is missing, not a TFLite model, truncated or corrupt.
+    """
+    return parse_tflite(_read_bytes(path), str(path))
+
+
+def file_sha256(path: str | Path) -> str:
+    """Hex sha256 of a file, read in chunks.
+
+    Raises:
+        ModelError: if the file cannot be read.
+    """
+    h = hashlib.sha256()
+    try:
+        with Path(path).open("rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+    except OSError as e:
+        raise ModelError(f"cannot read {path}: {e.strerror}") from None
+    return h.hexdigest()
+
+
+def embed_metadata(data: bytes, meta: ModelMetadata, check: bool = True) -> bytes:
+    """Return ``data`` (a TFLite model) with ``meta`` stored as its ``fer_edge`` metadata.
+
+    An existing ``fer_edge`` entry is replaced; other entries (the converter's
+    ``min_runtime_version``, ``CONVERSION_METADATA``) are kept. The model is re-serialized with
+    the schema object API of ``ai-edge-litert``; tensors, buffers and operators are unchanged.
+
+    Args:
+        data: The converter's output.
+        meta: Metadata to store.
+        check: Refuse metadata that disagrees with the model's tensors (``False`` only to
+            build deliberately broken files in tests).
+
+    Raises:
+        ModelError: if ``data`` is not a TFLite model or (``check``) its tensors disagree.
+    """
+    info = parse_tflite(data)  # validates before the (unchecked) object API touches it
+    if check:
+        check_tensors(meta, info)
+    import flatbuffers
+    import numpy as np
+    from ai_edge_litert import schema_py_generated as schema
+
+    model = schema.ModelT.InitFromPackedBuf(bytearray(data), 0)
+    payload = np.frombuffer(meta.to_json().encode("utf-8"), dtype=np.uint8)
+    if model.buffers is None:
+        model.buffers = []
+    if model.metadata is None:
+        model.metadata = []
+    existing = [m for m in model.metadata if _name(m.name) == METADATA_NAME]
+    buf = schema.BufferT()
+    buf.data = payload
+    if existing:
+        # Reuse the old entry's buffer so re-embedding does not leave an orphan behind.
+        model.buffers[existing[0].buffer] = buf
+    else:
+        model.buffers.append(buf)
+        entry = schema.MetadataT()
+        entry.name = METADATA_NAME
+        entry.buffer = len(model.buffers) - 1
+        model.metadata.append(entry)
+    builder = flatbuffers.Builder(len(data) + len(payload) + 4096)
+    builder.Finish(model.Pack(builder), file_identifier=TFLITE_IDENTIFIER)
+    return bytes(builder.Output())
+
+
+def _name(v: str | bytes | None) -> str:
+    if isinstance(v, bytes):
+        return v.decode("utf-8", "replace")
+    return v or ""
