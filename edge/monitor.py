@@ -130,16 +130,21 @@ class MonitorState:
         if self.last_error:
             lines.append(f"last bad payload: {self.last_error}")
         lines.append(
-            f"{'DEVICE':<20} {'STATUS':<8} {'FPS':>6} {'QUEUE':>6} {'DROPPED':>7} "
-            f"{'RECONN':>6} {'FACES':>5} {'EVENTS':>7}"
+            f"{'DEVICE':<20} {'STATUS':<8} {'FPS':>6} {'P50ms':>6} {'P95ms':>6} {'QUEUE':>6} "
+            f"{'DROPPED':>7} {'RECONN':>6} {'UPTIME':>7} {'FACES':>5} {'EVENTS':>7}"
         )
         for name in sorted(self.devices):
             v = self.devices[name]
             st = v.stats or {}
+            lat = st.get("latency_ms")
+            total = lat.get("total") if isinstance(lat, dict) else None
+            total = total if isinstance(total, dict) else {}
             lines.append(
                 f"{_clean(name, 20):<20} {v.status or '?':<8} {_num(st.get('fps')):>6} "
+                f"{_num(total.get('p50')):>6} {_num(total.get('p95')):>6} "
                 f"{_num(st.get('queue_depth')):>6} {_num(st.get('dropped')):>7} "
-                f"{_num(st.get('reconnects')):>6} {len(v.tracks):>5} {v.events:>7}"
+                f"{_num(st.get('reconnects')):>6} {_uptime(st.get('uptime_s')):>7} "
+                f"{len(v.tracks):>5} {v.events:>7}"
             )
             for tid in sorted(v.tracks):
                 ev, seen = v.tracks[tid]
@@ -148,6 +153,20 @@ class MonitorState:
                     f"{ev.type:<7} bbox {list(ev.bbox)!s:<22} {now - seen:5.1f}s ago"
                 )
         return "\n".join(lines) + "\n"
+
+
+def _uptime(v: Any) -> str:
+    """Seconds as a short duration (``42s``, ``5m03s``, ``3h07m``, ``2d04h``)."""
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v < 1e10:
+        return "-"
+    s = int(v)
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    if s < 86400:
+        return f"{s // 3600}h{s % 3600 // 60:02d}m"
+    return f"{s // 86400}d{s % 86400 // 3600:02d}h"
 
 
 def _num(v: Any) -> str:

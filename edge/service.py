@@ -60,7 +60,10 @@ def notify(message: str) -> bool:
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as s:
             s.connect(addr)
-            s.sendall(message.encode("utf-8"))
+            # Non-blocking: the datagram queue holds only net.unix.max_dgram_qlen (10) messages;
+            # if the supervisor is slow to read, drop the message rather than stall the frame
+            # loop (a missed watchdog ping is retried on the next frame).
+            s.send(message.encode("utf-8"), socket.MSG_DONTWAIT)
     except OSError as e:
         log.debug("sd_notify(%r) failed: %s", message.split("\n", 1)[0], e)
         return False

@@ -29,6 +29,19 @@ class Sink(ABC):
     def publish_stats(self, stats: dict[str, Any]) -> None:  # noqa: B027 - optional hook
         """Deliver a periodic stats snapshot (ignored by sinks that have no use for it)."""
 
+    def publish_state(self, state: dict[str, Any]) -> None:  # noqa: B027 - optional hook
+        """Deliver the device's current face state (``fer.state/1``, see ``edge/state.py``).
+
+        Called when a track starts, changes, updates or ends. Sinks that only log events ignore
+        it; MQTT publishes it retained on ``<prefix>/<device_id>/state``.
+        """
+
+    def set_model_info(  # noqa: B027 - optional hook
+        self, name: str, labels: tuple[str, ...] | list[str], sha256: str
+    ) -> None:
+        """Tell the sink which model runs (before :meth:`open`): Home Assistant discovery needs
+        the label list for its ``enum`` sensor."""
+
     def stats(self) -> dict[str, Any]:
         """Sink-side counters merged into the device stats (queue depth, dropped, reconnects)."""
         return {}

@@ -120,6 +120,27 @@ class MqttSinkConfig(_Base):
         30.0, gt=0, le=3600, description="Upper bound of the reconnect delay."
     )
     protocol: Literal["3.1.1", "5"] = Field("3.1.1", description="MQTT protocol version.")
+    homeassistant: bool = Field(
+        True,
+        description="Publish Home Assistant MQTT discovery configs (retained) so the device "
+        "appears in Home Assistant with emotion, faces and confidence sensors. See "
+        "docs/DASHBOARDS.md.",
+    )
+    discovery_prefix: str = Field(
+        "homeassistant",
+        min_length=1,
+        description="Home Assistant discovery prefix (HA's MQTT integration setting); configs "
+        "go to <discovery_prefix>/sensor/<device>/<sensor>/config and HA's birth message is "
+        "read from <discovery_prefix>/status.",
+    )
+    discovery_delay_s: float = Field(
+        5.0,
+        ge=0,
+        le=300,
+        description="Re-publish the discovery configs this many seconds at most (a random "
+        "delay) after Home Assistant announces 'online', so a restarting HA is not flooded by "
+        "every device at once.",
+    )
 
     @field_validator("url")
     @classmethod
@@ -133,6 +154,15 @@ class MqttSinkConfig(_Base):
         if any(c in v for c in "#+\0") or v.startswith("/") or v.endswith("/"):
             raise ValueError(
                 f"topic_prefix {v!r} must not contain '#', '+' or NUL or start/end with '/'"
+            )
+        return v
+
+    @field_validator("discovery_prefix")
+    @classmethod
+    def _check_discovery_prefix(cls, v: str) -> str:
+        if any(c in v for c in "#+\0") or v.startswith("/") or v.endswith("/"):
+            raise ValueError(
+                f"discovery_prefix {v!r} must not contain '#', '+' or NUL or start/end with '/'"
             )
         return v
 

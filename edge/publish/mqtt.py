@@ -10,6 +10,11 @@ Topics (``P`` = ``topic_prefix``, default ``fer``; ``D`` = device id):
   the connection is made) truthful and lets dashboards compare without parsing.
 * ``P/D/stats``: the runtime's stats snapshot as a JSON object, QoS 0, not retained, only sent
   while connected (a stale snapshot is worthless).
+* ``P/D/state``: the current faces (``fer.state/1``, ``edge/state.py``), retained, QoS 1,
+  published when a track starts, changes, updates or ends; the newest one is re-sent on every
+  (re)connect. Home Assistant's sensors read it.
+* ``<discovery_prefix>/sensor/<node>/<sensor>/config``: Home Assistant discovery configs,
+  retained (``edge/publish/homeassistant.py``), unless ``homeassistant = false``.
 
 Delivery: :meth:`MqttSink.publish_event` only appends to a bounded in-memory queue and returns,
 so the frame loop never waits for the network. A worker thread hands queued events to paho while
@@ -48,6 +53,7 @@ from edge.errors import ConfigError, PublishError
 from edge.events import Event
 from edge.publish.base import Sink
 from edge.publish.config import MqttSinkConfig, parse_mqtt_url
+from edge.publish.homeassistant import Discovery
 
 log = logging.getLogger(__name__)
 
@@ -182,6 +188,17 @@ class MqttSink(Sink):
         self._connect_failures = 0
         self._failures_since_connect = 0
         self._stats_published = 0
+        self.topic_state = f"{cfg.topic_prefix}/{device_id}/state"
+        self._state_payload: str | None = None  # newest state, re-sent on reconnect
+        self._discovery: Discovery | None = None
+        if cfg.homeassistant:
+            self._discovery = Discovery(
+                self._publish_retained,
+                device_id=device_id,
+                topic_prefix=cfg.topic_prefix,
+                discovery_prefix=cfg.discovery_prefix,
+                delay_s=cfg.discovery_delay_s,
+            )
 
     def __repr__(self) -> str:
         return f"MqttSink(url={self.cfg.safe_url()!r}, device_id={self.device_id!r})"
@@ -208,6 +225,7 @@ class MqttSink(Sink):
         client.on_connect_fail = self._on_connect_fail
         client.on_disconnect = self._on_disconnect
         client.on_publish = self._on_publish
+        client.on_message = self._on_message
         self._client = client
         log.info(
             "mqtt: connecting to %s as client %r (events on %s)",
@@ -281,6 +299,30 @@ class MqttSink(Sink):
         if info.rc == MQTTErrorCode.MQTT_ERR_SUCCESS:
             self._stats_published += 1
 
+    def set_model_info(self, name: str, labels: tuple[str, ...] | list[str], sha256: str) -> None:
+        """Give Home Assistant discovery the model's name and labels; publish if connected."""
+        if self._discovery is None:
+            return
+        self._discovery.set_model(name, labels)
+        if self._connected.is_set():
+            self._discovery.publish_now()
+
+    def publish_state(self, state: dict[str, Any]) -> None:
+        """Publish the face state retained with QoS 1; the newest one is re-sent on reconnect.
+
+        Only the newest state matters, so nothing is queued while disconnected.
+        """
+        payload = json.dumps(_jsonable(state), separators=(",", ":"), allow_nan=False, default=str)
+        with self._lock:
+            self._state_payload = payload
+        if self._connected.is_set():
+            self._publish_retained(self.topic_state, payload)
+
+    def _publish_retained(self, topic: str, payload: str) -> None:
+        client = self._client
+        if client is not None:
+            client.publish(topic, payload, qos=1, retain=True)
+
     def stats(self) -> dict[str, Any]:
         """Counters for the device stats.
 
@@ -315,6 +357,8 @@ class MqttSink(Sink):
             return
         with self._lock:
             self._closing = True
+        if self._discovery is not None:
+            self._discovery.cancel()
         client = self._client
         if client is None:  # never opened
             with self._lock:
@@ -458,6 +502,8 @@ class MqttSink(Sink):
         self._failures_since_connect = 0
         client.publish(self.topic_status, STATUS_ONLINE, qos=1, retain=True)
         self._connected.set()
+        # After _connected: a set_model_info() racing with this connect then publishes itself.
+        self._announce(client)
         self._settled.set()
         self._wake.set()
 
@@ -490,6 +536,20 @@ class MqttSink(Sink):
                 self.cfg.safe_url(),
                 reason_code,
             )
+
+    def _announce(self, client: mqtt.Client) -> None:
+        """After a connect: re-send the newest state, Home Assistant discovery, HA birth sub."""
+        with self._lock:
+            state = self._state_payload
+        if state is not None:
+            client.publish(self.topic_state, state, qos=1, retain=True)
+        if self._discovery is not None:
+            client.subscribe(self._discovery.birth_topic, qos=1)
+            self._discovery.publish_now()
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        if self._discovery is not None and msg.topic == self._discovery.birth_topic:
+            self._discovery.on_birth(bytes(msg.payload))
 
     def _on_publish(
         self, client: mqtt.Client, userdata: Any, mid: int, reason_code: Any, properties: Any

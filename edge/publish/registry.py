@@ -165,6 +165,22 @@ class SinkGroup(Sink):
         for s in self.sinks:
             s.publish_stats(stats)
 
+    def publish_state(self, state: dict[str, Any]) -> None:
+        """Pass the face state to every sink, even if one fails; then raise the first failure."""
+        first: PublishError | None = None
+        for s in self.sinks:
+            try:
+                s.publish_state(state)
+            except PublishError as e:
+                first = first or e
+        if first is not None:
+            raise first
+
+    def set_model_info(self, name: str, labels: tuple[str, ...] | list[str], sha256: str) -> None:
+        """Pass the running model's name, labels and sha256 to every sink."""
+        for s in self.sinks:
+            s.set_model_info(name, labels, sha256)
+
     def stats(self) -> dict[str, Any]:
         """Per-sink counters under ``sinks`` plus totals the device stats report.
 

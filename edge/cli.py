@@ -1,0 +1,317 @@
+"""``fer-edge``: run the device pipeline, inspect models, validate configs, watch devices.
+
+Every expected failure is a :class:`~edge.errors.FerEdgeError`: its message goes to stderr and
+the process exits with its ``exit_code`` (2 for bad config/model/source), without a traceback.
+Logging is configured here and nowhere else; logs go to stderr so stdout can carry pure JSON
+event lines.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from edge import __version__
+from edge.errors import ConfigError, FerEdgeError
+
+log = logging.getLogger("edge.cli")
+
+_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``fer-edge`` (also used to render docs)."""
+    p = argparse.ArgumentParser(
+        prog="fer-edge",
+        description="Facial-expression recognition on the device: camera -> faces -> int8 "
+        "model -> emotion events (MQTT, stdout, JSONL).",
+    )
+    p.add_argument("--version", action="version", version=f"fer-edge {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    r = sub.add_parser(
+        "run",
+        help="run the pipeline (default: bundled model and sample video, events on stdout)",
+        description="Run the pipeline. Flags override the config file, which overrides defaults.",
+    )
+    r.add_argument("--config", type=Path, help="TOML config file (e.g. /etc/fer-edge/config.toml)")
+    r.add_argument(
+        "--source",
+        help="camera index (0), 'picamera2', a stream URL, a GStreamer pipeline, or a video "
+        "file / image folder",
+    )
+    r.add_argument("--model", type=Path, help="int8 .tflite model with fer-edge metadata")
+    r.add_argument("--mqtt-url", help="publish to this broker (mqtt://host:1883, mqtts://...)")
+    r.add_argument("--device-id", help="device name in events and topics (default: host name)")
+    r.add_argument("--jsonl", type=Path, help="also append events to this JSONL file")
+    r.add_argument("--max-frames", type=int, help="stop after N frames")
+    r.add_argument(
+        "--realtime", action="store_true", help="file source: pace at the native frame rate"
+    )
+    r.add_argument("--loop", action="store_true", help="file source: replay forever")
+    r.add_argument("--log-level", choices=_LOG_LEVELS, type=str.upper)
+
+    i = sub.add_parser("info", help="show a model's metadata, path and sha256")
+    i.add_argument("model", nargs="?", type=Path, help="model file (default: the bundled model)")
+    i.add_argument("--json", action="store_true", help="machine-readable JSON")
+
+    v = sub.add_parser("validate-config", help="check a config file; exit 0 if valid, 2 if not")
+    v.add_argument("config", type=Path)
+    v.add_argument(
+        "--schema-only",
+        action="store_true",
+        help="check keys and values only, not that the model/source files exist (CI, examples)",
+    )
+
+    m = sub.add_parser("monitor", help="live per-device table of events from a broker")
+    m.add_argument("--mqtt-url", required=True, help="broker URL (mqtt://host:1883)")
+    m.add_argument("--prefix", default="fer", help="topic prefix (default: fer)")
+    m.add_argument("--json", action="store_true", help="print received messages as JSON lines")
+    _add_dashboard_parser(sub)
+    return p
+
+
+def _add_dashboard_parser(sub: Any) -> None:
+    """``fer-edge dashboard`` flags (the server lives in :mod:`edge.dashboard.server`)."""
+    d = sub.add_parser(
+        "dashboard",
+        help="live web dashboard of the devices on a broker (needs fer-edge[dashboard])",
+        description="Serve a live web page of every device under --prefix: status, faces with "
+        "emotion and confidence, a rolling per-emotion chart and stats. Binds 127.0.0.1 unless "
+        "--host says otherwise; any other address needs --basic-auth (or --insecure-no-auth).",
+    )
+    d.add_argument("--mqtt-url", required=True, help="broker URL (mqtt://host:1883, mqtts://...)")
+    d.add_argument("--port", type=int, default=8080, help="HTTP port (default: 8080)")
+    d.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
+    d.add_argument("--prefix", default="fer", help="topic prefix (default: fer)")
+    d.add_argument("--username", help="broker user name")
+    d.add_argument(
+        "--password", help="broker password (better: the FER_EDGE_MQTT_PASSWORD environment)"
+    )
+    d.add_argument("--ca-file", help="CA bundle for an mqtts:// broker")
+    d.add_argument(
+        "--basic-auth",
+        metavar="USER:PASS",
+        help="require HTTP basic auth (better: the FER_EDGE_DASHBOARD_AUTH environment)",
+    )
+    d.add_argument(
+        "--insecure-no-auth",
+        action="store_true",
+        help="allow a non-loopback --host without basic auth (anyone on the network can watch)",
+    )
+    d.add_argument(
+        "--history-min", type=float, default=10.0, help="minutes shown in the charts (default 10)"
+    )
+    d.add_argument("--log-level", choices=_LOG_LEVELS, type=str.upper, default="INFO")
+
+
+def setup_logging(level: str) -> None:
+    """Send logs to stderr at ``level`` (stdout is reserved for event lines)."""
+    logging.basicConfig(
+        level=getattr(logging, level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+        force=True,
+    )
+
+
+def run_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """Turn ``fer-edge run`` flags into a config overrides dict."""
+    from edge.config import source_override
+
+    o: dict[str, Any] = {}
+    if args.source is not None:
+        o["source"] = source_override(args.source)
+    if "source" in o and (args.realtime or args.loop):
+        if o["source"]["type"] != "file":
+            raise ConfigError("--realtime and --loop apply only to a file source")
+        o["source"].update({"realtime": args.realtime, "loop": args.loop})
+    if args.model is not None:
+        o["model"] = {"path": str(args.model)}
+    if args.device_id is not None:
+        o["device_id"] = args.device_id
+    sinks: list[dict[str, Any]] = []
+    if args.mqtt_url is not None:
+        sinks.append({"type": "mqtt", "url": args.mqtt_url})
+    if args.jsonl is not None:
+        sinks.append({"type": "jsonl", "path": str(args.jsonl)})
+    if sinks:
+        o["sinks"] = sinks
+    if args.max_frames is not None:
+        o["max_frames"] = args.max_frames
+    if args.log_level is not None:
+        o["log_level"] = args.log_level
+    return o
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """``fer-edge run``."""
+    from edge.config import load_config
+
+    setup_logging(args.log_level or "INFO")
+    overrides = run_overrides(args)
+    cfg = load_config(args.config, overrides)
+    if args.realtime or args.loop:
+        if cfg.source.type != "file":
+            raise ConfigError(
+                f"--realtime/--loop apply only to a file source; the source is {cfg.source.type!r}"
+            )
+        update = {"realtime": args.realtime or cfg.source.realtime}
+        update["loop"] = args.loop or cfg.source.loop
+        cfg.source = cfg.source.model_copy(update=update)
+    setup_logging(cfg.log_level)
+    from edge.app import Pipeline
+
+    pipeline = Pipeline(cfg)
+    pipeline.install_signal_handlers()
+    pipeline.run()
+    return 0
+
+
+def _redact(d: Any) -> Any:
+    from edge.config import _SECRET_KEYS
+
+    if isinstance(d, dict):
+        return {
+            k: ("***" if any(s in str(k).lower() for s in _SECRET_KEYS) and v else _redact(v))
+            for k, v in d.items()
+        }
+    if isinstance(d, list):
+        return [_redact(v) for v in d]
+    return d
+
+
+def model_info(path: Path) -> dict[str, Any]:
+    """Metadata, path, size and sha256 of a model file (no secrets)."""
+    from edge.model_meta import file_sha256, read_metadata
+
+    meta = read_metadata(path)
+    return {
+        "path": str(path.resolve()),
+        "bytes": path.stat().st_size,
+        "sha256": file_sha256(path),
+        "metadata": _redact(meta.to_dict()),
+    }
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    """``fer-edge info``."""
+    from edge.config import default_model_path
+    from edge.errors import ModelError
+
+    setup_logging("WARNING")
+    path = args.model if args.model is not None else default_model_path()
+    if not path.is_file():
+        raise ModelError(f"model file {path} does not exist")
+    info = model_info(path)
+    if args.json:
+        print(json.dumps(info, indent=2, sort_keys=True))
+        return 0
+    meta = info["metadata"]
+    c = meta["contract"]
+    lines = [
+        f"model:        {info['path']}",
+        f"sha256:       {info['sha256']}",
+        f"size:         {info['bytes']} bytes",
+        f"architecture: {meta['arch']} (seed {meta.get('seed', '?')})",
+        f"labels:       {', '.join(meta['labels'])}",
+        f"input:        {c['size']}x{c['size']} gray, crop margin {c['crop_margin']}, "
+        f"{c['interpolation']} resize",
+        f"quantization: {json.dumps(meta.get('quantization', {}), sort_keys=True)}",
+        f"metrics:      {json.dumps(meta.get('metrics', {}), sort_keys=True)}",
+        f"parity:       {json.dumps(meta.get('parity', {}), sort_keys=True)}",
+        f"created:      {meta.get('created', '')} by fer-edge {meta.get('tool_version', '')}",
+    ]
+    print("\n".join(lines))
+    return 0
+
+
+def cmd_validate_config(args: argparse.Namespace) -> int:
+    """``fer-edge validate-config``: schema check plus the files the config points to."""
+    from edge.config import load_config
+
+    setup_logging("WARNING")
+    cfg = load_config(args.config)
+    if args.schema_only:
+        print(f"{args.config}: valid (schema only): {cfg.summary()}")
+        return 0
+    problems = []
+    model = cfg.model.resolved_path()
+    if not model.is_file():
+        problems.append(f"model.path: model file {model} does not exist")
+    if cfg.detector.type == "yunet" and cfg.detector.model and not cfg.detector.model.is_file():
+        problems.append(f"detector.model: YuNet ONNX file {cfg.detector.model} does not exist")
+    if cfg.source.type == "file" and not cfg.source.resolved_path().exists():
+        problems.append(f"source.path: {cfg.source.resolved_path()} does not exist")
+    if problems:
+        raise ConfigError(f"{args.config}: " + "; ".join(problems))
+    print(f"{args.config}: valid: {cfg.summary()}")
+    return 0
+
+
+def cmd_monitor(args: argparse.Namespace) -> int:
+    """``fer-edge monitor``: delegate to :func:`edge.monitor.run_monitor`."""
+    from edge.monitor import run_monitor
+
+    setup_logging("WARNING")
+    rc = run_monitor(args.mqtt_url, prefix=args.prefix, as_json=args.json)
+    return int(rc or 0)
+
+
+def _cmd_dashboard(args: argparse.Namespace) -> int:
+    """``fer-edge dashboard``: delegate to :func:`edge.dashboard.server.run_dashboard`."""
+    import os
+
+    setup_logging(args.log_level)
+    try:
+        from edge.dashboard import server
+    except ImportError as e:
+        raise ConfigError(
+            f"the dashboard needs aiohttp ({e}); install it with: pip install 'fer-edge[dashboard]'"
+        ) from None
+    if not 0 < args.port < 65536:
+        raise ConfigError(f"--port {args.port} is not a TCP port (1-65535)")
+    if not 0 < args.history_min <= 24 * 60:
+        raise ConfigError(f"--history-min {args.history_min} must be in (0, 1440]")
+    auth = server.parse_basic_auth(args.basic_auth or os.environ.get(server.AUTH_ENV))
+    cfg = server.mqtt_config(
+        args.mqtt_url,
+        args.prefix,
+        username=args.username,
+        password=args.password,
+        ca_file=args.ca_file,
+    )
+    dash = server.Dashboard(cfg, auth=auth, history_s=args.history_min * 60)
+    return server.run_dashboard(dash, args.host, args.port, insecure_no_auth=args.insecure_no_auth)
+
+
+_COMMANDS = {
+    "run": cmd_run,
+    "info": cmd_info,
+    "validate-config": cmd_validate_config,
+    "monitor": cmd_monitor,
+    "dashboard": _cmd_dashboard,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``fer-edge`` console script.
+
+    Returns:
+        Process exit code: 0 on success, the error's ``exit_code`` (2 for bad input) otherwise,
+        130 when interrupted during start-up.
+    """
+    args = build_parser().parse_args(argv)
+    try:
+        return _COMMANDS[args.command](args)
+    except FerEdgeError as e:
+        print(f"fer-edge {args.command}: error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("fer-edge: interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,55 @@
+"""Face detectors selected by the ``type`` key of the ``[detector]`` config table."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from edge.detect.base import Detection, FaceDetector
+from edge.detect.haar import HaarDetector
+from edge.detect.scheduler import FaceFinder
+from edge.detect.yunet import YuNetDetector
+from edge.errors import ConfigError
+
+#: Registry: ``type`` key -> detector class.
+DETECTORS: dict[str, type[FaceDetector]] = {
+    HaarDetector.type: HaarDetector,
+    YuNetDetector.type: YuNetDetector,
+}
+
+
+def create_detector(cfg: Any) -> FaceDetector:
+    """Build a detector from a ``DetectorConfig`` (see :mod:`edge.config`).
+
+    Raises:
+        ConfigError: for an unknown ``type``.
+        DetectorError: when the cascade or ONNX file is missing or unreadable.
+    """
+    if cfg.type == "haar":
+        return HaarDetector(
+            cfg.cascade,
+            detect_width=cfg.detect_width,
+            min_face=cfg.min_face,
+            scale_factor=cfg.scale_factor,
+            min_neighbors=cfg.min_neighbors,
+            equalize=cfg.equalize,
+        )
+    if cfg.type == "yunet":
+        return YuNetDetector(
+            cfg.model,
+            detect_width=cfg.detect_width,
+            min_face=cfg.min_face,
+            score_threshold=cfg.score_threshold,
+            nms_threshold=cfg.nms_threshold,
+        )
+    raise ConfigError(f"detector.type {cfg.type!r} is not one of {sorted(DETECTORS)}")
+
+
+__all__ = [
+    "DETECTORS",
+    "Detection",
+    "FaceDetector",
+    "FaceFinder",
+    "HaarDetector",
+    "YuNetDetector",
+    "create_detector",
+]
