@@ -82,3 +82,20 @@ def test_bad_input_exit_2_nothing_left(
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
     assert not run.exists()
+
+
+def test_seed002_leaky_protocol_counts_its_leak(tmp_path: Path, fer_slice_csv: Path) -> None:
+    """Oversampling before the split puts copies of training images into the test split."""
+    run = tmp_path / "leaky"
+    rc = _train(["--arch", "bagga_cnn1", "--data", str(fer_slice_csv), "--protocol", "seed002-leaky", "--epochs", "1", "--no-augment", "--out", str(run)])  # fmt: skip
+    assert rc == 0
+    cfg = json.loads((run / "config.json").read_text())
+    data = cfg["data"]
+    assert data["pool_rows"] == 1500 and data["oversampled_rows"] > 1500
+    assert data["train_rows"] + data["val_rows"] == data["oversampled_rows"]
+    assert data["test_rows_seen_in_training"] > 0
+    assert cfg["protocol"].startswith("seed002-leaky")
+    metrics = json.loads((run / "metrics.json").read_text())
+    unseen = metrics["excluding_train_duplicates"]
+    assert unseen["n"] + unseen["n_excluded"] == metrics["n"] == data["val_rows"]
+    assert unseen["n_excluded"] == data["test_rows_seen_in_training"]

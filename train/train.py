@@ -65,6 +65,7 @@ class TrainOptions:
     soft_labels: bool = False
     classes: tuple[str, ...] | None = None
     folds: int | None = None
+    protocol: str = "leak-free"
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict."""
@@ -136,6 +137,49 @@ def prepare_data(
         val_source=val.source,
     )
     return clean, val, report
+
+
+PROTOCOLS = ("leak-free", "seed002-leaky")
+
+
+def prepare_seed002_leaky(opts: TrainOptions) -> tuple[FaceSet, FaceSet, dict[str, Any]]:
+    """Seed 002's protocol, reproduced only to measure how much its test score owes to leaks.
+
+    Seed 002 balanced FER2013 with random oversampling and *then* split train/test, so copies
+    of the same image land on both sides. Here: Training + the validation split (all labelled
+    rows we have) are pooled, oversampled to the majority class, shuffled, and split 80/20.
+    No de-duplication. The report counts test rows whose image is also in the training part;
+    ``metrics.json`` carries the score on all test rows and, under
+    ``excluding_train_duplicates``, on the test rows whose image was never trained on.
+    """
+    kw: dict[str, Any] = {"labels": opts.labels, "ferplus_path": opts.ferplus}
+    if opts.labels == "ferplus":
+        kw["ferplus_classes"] = opts.ferplus_classes
+    pool = load_fer2013(opts.data, ("Training", opts.val_usage), **kw).require_nonempty("data")
+    if opts.classes:
+        pool = select_classes(pool, opts.classes)
+    pool = stratified_limit(pool, opts.limit, opts.seed)
+    over = oversample(pool, opts.seed)
+    order = np.random.default_rng(opts.seed).permutation(len(over))
+    n_test = int(round(0.2 * len(over)))
+    test = over.subset(order[:n_test], source=f"seed002 random 20% of oversampled {pool.source}")
+    train = over.subset(order[n_test:], source=f"seed002 random 80% of oversampled {pool.source}")
+    seen = rows_with_twin(test, train)
+    leaked = int(np.isin(test.rows, seen).sum())
+    report: dict[str, Any] = {
+        "pool_rows": len(pool),
+        "pool_classes": pool.class_counts(),
+        "oversampled_rows": len(over),
+        "train_rows": len(train),
+        "val_rows": len(test),
+        "val_classes": test.class_counts(),
+        "test_rows_seen_in_training": leaked,
+        "test_fraction_seen_in_training": round(leaked / max(len(test), 1), 4),
+        "train_source": train.source,
+        "val_source": test.source,
+        "_val_twin_rows": seen,
+    }
+    return train, test, report
 
 
 def _targets(fs: FaceSet, soft: bool) -> np.ndarray:
@@ -294,9 +338,16 @@ def train_run(opts: TrainOptions) -> dict[str, Any]:
         )
     if run.exists() and any(run.iterdir()) and not opts.resume:
         raise ConfigError(f"{run} exists and is not empty; choose another --out or pass --resume")
+    if opts.protocol not in PROTOCOLS:
+        raise ConfigError(f"unknown protocol {opts.protocol!r}; valid: {', '.join(PROTOCOLS)}")
+    if opts.protocol != "leak-free" and opts.folds:
+        raise ConfigError("--folds is only available with the leak-free protocol")
     created = not run.exists()
     try:
-        train, val, report = prepare_data(opts, allow_oversample=not opts.folds)
+        if opts.protocol == "seed002-leaky":
+            train, val, report = prepare_seed002_leaky(opts)
+        else:
+            train, val, report = prepare_data(opts, allow_oversample=not opts.folds)
     except BaseException:
         if created and run.exists():
             shutil.rmtree(run)
@@ -319,12 +370,16 @@ def train_run(opts: TrainOptions) -> dict[str, Any]:
             "leak-free: exact duplicates removed inside Training and between Training and "
             f"{opts.val_usage}; oversampling (if any) applied to Training only after the split; "
             f"model selected on {opts.val_usage}"
+            if opts.protocol == "leak-free"
+            else "seed002-leaky: Training + PublicTest pooled, randomly oversampled BEFORE an "
+            "80/20 random split (seed 002's protocol, reproduced to measure its leak; not a "
+            "valid estimate of accuracy on unseen faces)"
         ),
     }
     _write_json(run / "config.json", config)
     log.info(
         "%s: %d training / %d validation images (%s)", opts.arch, len(train), len(val),
-        json.dumps(report["dedup"]),
+        json.dumps(report.get("dedup") or {"seen_in_training": report.get("test_rows_seen_in_training")}),
     )  # fmt: skip
     if opts.folds:
         metrics = _kfold(run, train, opts)
