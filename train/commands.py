@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
 from edge.contract import LABEL_SETS
@@ -13,6 +14,7 @@ def add_subcommands(sub: argparse._SubParsersAction) -> None:  # type: ignore[ty
     add_train_parser(sub)
     add_evaluate_parser(sub)
     add_compare_parser(sub)
+    add_report_parser(sub)
 
 
 def add_train_parser(sub: Any) -> None:
@@ -233,4 +235,31 @@ def _cmd_compare(args: argparse.Namespace) -> int:
             f"params {r['params'] or 0:>9,d}"
         )
     print(f"-> {Path(args.out) / 'comparison.md'}")
+    return 0
+
+
+def add_report_parser(sub: Any) -> None:
+    """``fer-train report``: collect run folders into docs/results and the RESULTS.md table."""
+    r = sub.add_parser("report", help="collect finished runs into docs/results and RESULTS.md")
+    r.add_argument(
+        "--runs", nargs="+", required=True, type=Path, help="run folders, or folders of run folders"
+    )
+    r.add_argument("--out", required=True, type=Path, help="where to copy metrics/histories/plots")
+    r.add_argument("--markdown", type=Path, help="Markdown file whose results table to update")
+    r.add_argument("--latency", type=Path, help="latency JSON from bench/latency.py")
+    r.set_defaults(func=_cmd_report)
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from train.report import write_report
+
+    runs: list[Path] = []
+    for p in args.runs:
+        if (p / "config.json").is_file():
+            runs.append(p)
+        elif p.is_dir():
+            runs.extend(sorted(c for c in p.iterdir() if (c / "config.json").is_file()))
+    rows = write_report(runs, args.out, args.markdown, args.latency)
+    for r in rows:
+        print(f"{r['arch']:24s} {r['run']:28s} acc {r['float']['accuracy']:.4f}")
     return 0

@@ -1,0 +1,51 @@
+"""``fer-train report``: run folders -> docs/results copies + the RESULTS.md table."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from edge.errors import DataError
+from train.cli import main
+from train.report import BEGIN, END
+
+
+def _run(root: Path, name: str, arch: str, acc: float, status: str = "complete") -> Path:
+    run = root / name
+    run.mkdir(parents=True)
+    (run / "config.json").write_text(json.dumps({"arch": arch, "status": status, "seed_paper": "002_x.txt", "kind": "cnn", "labels": ["a", "b"], "options": {"protocol": "leak-free"}, "command": "fer-train train ...", "commit": "abc"}))  # fmt: skip
+    (run / "metrics.json").write_text(json.dumps({"accuracy": acc, "macro_f1": 0.5, "auc_macro": 0.8, "n": 10, "model": {"params": 1234}, "train_seconds": 600, "excluding_train_duplicates": {"accuracy": acc - 0.01, "macro_f1": 0.4, "n": 9}}))  # fmt: skip
+    (run / "history.csv").write_text("epoch,accuracy\n0,0.1\n1,0.2\n")
+    (run / "model.keras").write_bytes(b"weights are never copied")
+    (run / "int8.json").write_text(json.dumps({"parity": {"converted_accuracy": acc - 0.002, "drop_pp": 0.2}}))  # fmt: skip
+    return run
+
+
+def test_report_collects_and_renders(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    runs = tmp_path / "runs"
+    _run(runs, "a", "bagga_cnn1", 0.61)
+    _run(runs, "b", "feredge_sepnet", 0.65)
+    _run(runs, "c", "savitri_cnn", 0.7, status="running")  # unfinished: skipped
+    md = tmp_path / "RESULTS.md"
+    md.write_text(f"# Results\n\nintro\n\n{BEGIN}\nold\n{END}\n\nconclusion\n")
+    out = tmp_path / "docs" / "results"
+    assert main(["report", "--runs", str(runs), "--out", str(out), "--markdown", str(md)]) == 0
+    text = md.read_text()
+    assert "intro" in text and "conclusion" in text and "old" not in text
+    table = text.split(BEGIN)[1].split(END)[0]
+    assert table.index("feredge_sepnet") < table.index("bagga_cnn1")  # best first
+    assert "65.00 / 64.80" in table and "74.65 (seed 002" in table and "savitri" not in table
+    assert (out / "a" / "metrics.json").is_file() and (out / "a" / "history.csv").is_file()
+    assert not (out / "a" / "model.keras").exists()
+    rows = json.loads((out / "results.json").read_text())
+    assert [r["arch"] for r in rows] == ["feredge_sepnet", "bagga_cnn1"]
+    assert rows[0]["epochs"] == 2 and rows[0]["int8_drop_pp"] == 0.2
+
+
+def test_report_without_complete_runs(tmp_path: Path) -> None:
+    from train.report import write_report
+
+    with pytest.raises(DataError, match="no complete run folder"):
+        write_report([tmp_path], tmp_path / "out", None, None)
