@@ -24,6 +24,7 @@ import signal
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import FrameType
 from typing import Any
@@ -50,6 +51,27 @@ log = logging.getLogger(__name__)
 STAGES: tuple[str, ...] = ("capture", "detect", "crop", "infer", "track", "publish", "total")
 
 _MAX_FACES = 64  # more boxes than this in one frame is a detector gone wild, not a crowd
+
+
+@dataclass(frozen=True)
+class FrameRecord:
+    """What one processed frame cost, for :mod:`edge.bench` (passed to ``frame_hook``).
+
+    Attributes:
+        index: Frame index.
+        wall_s: Wall seconds per stage, in the order of :data:`STAGES` without ``total``.
+        cpu_s: Process CPU seconds per stage, same order (all threads, so OpenCV's worker
+            threads count where they work; other threads' concurrent work lands in the stage
+            that was running).
+        boxes: Face boxes detected (and classified) in this frame.
+        events: Events published for this frame.
+    """
+
+    index: int
+    wall_s: tuple[float, ...]
+    cpu_s: tuple[float, ...]
+    boxes: tuple[tuple[float, float, float, float], ...]
+    events: int
 
 
 class LatencyWindow:
@@ -114,6 +136,8 @@ class Pipeline:
         classifier: Use this classifier instead of loading ``cfg.model`` (tests, benchmarks).
         sinks: Use these sinks instead of creating ``cfg.sinks``.
         source: Use this (unopened) source instead of creating ``cfg.source``.
+        frame_hook: Called after every processed frame with its :class:`FrameRecord`
+            (benchmarks; must be cheap, it runs in the frame loop).
     """
 
     def __init__(
@@ -123,8 +147,14 @@ class Pipeline:
         classifier: Classifier | None = None,
         sinks: list[Sink] | None = None,
         source: FrameSource | None = None,
+        frame_hook: Callable[[FrameRecord], None] | None = None,
     ) -> None:
         self.cfg = cfg
+        self._frame_hook = frame_hook
+        #: The detection scheduler of the running pipeline (its full/ROI counters).
+        self.finder: FaceFinder | None = None
+        #: Architecture name of the loaded model (set by :meth:`run`).
+        self.model_name = ""
         self._classifier = classifier
         self._sinks_override = sinks
         self._source_override = source
@@ -176,10 +206,15 @@ class Pipeline:
         contract = meta.contract
         labels = clf.labels
         model_ref = ModelRef(name=meta.arch, sha256=clf.sha256)
+        self.model_name = meta.arch
+        if cfg.detector.num_threads:
+            # OpenCV's pool serves detectMultiScale, resize and colour conversion (global).
+            cv2.setNumThreads(cfg.detector.num_threads)
         detector = create_detector(cfg.detector)
         finder = FaceFinder(
             detector, detect_every=cfg.detector.detect_every, roi_scale=cfg.detector.roi_scale
         )
+        self.finder = finder
         t = cfg.tracking
         tracker = Tracker(
             labels,
@@ -273,7 +308,12 @@ class Pipeline:
         s = self.summary
         size = contract.size
         faces_buf = np.empty((8, size, size), np.uint8)  # grows once if more faces appear
+        gray_buf = np.empty((0, 0), np.uint8)  # BGR -> gray target, reused every frame
         boxes: list[tuple[float, float, float, float]] = []
+        hook = self._frame_hook
+        # Process CPU time (all threads: OpenCV's worker pool runs parts of detection), read
+        # at the same points as the wall clock; costs ~1 us per read.
+        cpu = time.process_time
         next_stats = time.monotonic() + cfg.stats_interval_s
         stats_frames = 0
         stats_t0 = time.monotonic()
@@ -283,7 +323,7 @@ class Pipeline:
             if cfg.max_frames is not None and s.frames >= cfg.max_frames:
                 self._stop_reason = self._stop_reason or f"max_frames {cfg.max_frames} reached"
                 break
-            t0 = perf()
+            t0, c0 = perf(), cpu()
             frame = source.read(timeout=0.5)
             now = time.monotonic()
             if frame is None:
@@ -296,7 +336,6 @@ class Pipeline:
                 continue
             s.frames += 1
             last_index = frame.index
-            t1 = perf()
             problem = frame_problem(frame.image, cfg.max_frame_pixels)
             if problem is not None:
                 s.corrupt += 1
@@ -305,15 +344,24 @@ class Pipeline:
                         "skipping corrupt frame %d (%d so far): %s", frame.index, s.corrupt, problem
                     )
                 continue
-            try:
+            image = frame.image
+            if image.ndim == 3 and image.shape[2] == 3:
+                # Same conversion as contract.to_gray, into a reused buffer (a camera's lores Y
+                # plane or a gray file needs none).
+                if gray_buf.shape != image.shape[:2]:
+                    gray_buf = np.empty(image.shape[:2], np.uint8)
+                gray = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY, dst=gray_buf)
+            else:
                 gray = frame.gray
-                dets = finder.find(gray, tracker.boxes())[:_MAX_FACES]
+            t1, c1 = perf(), cpu()  # capture = read/decode + validation + gray conversion
+            try:
+                dets = finder.find(gray, tracker.seen_boxes())[:_MAX_FACES]
             except (ValueError, cv2.error) as e:
                 # Valid-looking but undecodable pixels: skip the frame, keep the device up.
                 s.corrupt += 1
                 log.warning("skipping frame %d: detection failed: %s", frame.index, e)
                 continue
-            t2 = perf()
+            t2, c2 = perf(), cpu()
             boxes.clear()
             n = 0
             if len(dets) > faces_buf.shape[0]:
@@ -326,14 +374,14 @@ class Pipeline:
                     continue
                 boxes.append(d.bbox)
                 n += 1
-            t3 = perf()
+            t3, c3 = perf(), cpu()
             probs = clf.predict(faces_buf[:n]) if n else np.empty((0, len(tracker.labels)))
-            t4 = perf()
+            t4, c4 = perf(), cpu()
             track_events = tracker.update(boxes, probs, frame.index, frame.timestamp)
-            t5 = perf()
+            t5, c5 = perf(), cpu()
             for te in track_events:
                 self._publish(group, te, model_ref)
-            t6 = perf()
+            t6, c6 = perf(), cpu()
             s.processed += 1
             s.faces += n
             self._faces_now = n
@@ -346,6 +394,16 @@ class Pipeline:
             lat.add("track", (t5 - t4) * 1e3)
             lat.add("publish", (t6 - t5) * 1e3)
             lat.add("total", (t6 - t0) * 1e3)
+            if hook is not None:
+                hook(
+                    FrameRecord(
+                        frame.index,
+                        (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4, t6 - t5),
+                        (c1 - c0, c2 - c1, c3 - c2, c4 - c3, c5 - c4, c6 - c5),
+                        tuple(boxes),
+                        len(track_events),
+                    )
+                )
             stats_frames += 1
             # Watchdog only from here: pings stop as soon as frames stop being processed.
             service.watchdog_ping()  # rate-limited inside to half the watchdog interval

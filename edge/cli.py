@@ -45,7 +45,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="camera index (0), 'picamera2', a stream URL, a GStreamer pipeline, or a video "
         "file / image folder",
     )
-    r.add_argument("--model", type=Path, help="int8 .tflite model with fer-edge metadata")
+    r.add_argument(
+        "--model",
+        type=Path,
+        help="int8 .tflite model with fer-edge metadata, or a bundled model name: cnn, cnn_lstm",
+    )
     r.add_argument("--mqtt-url", help="publish to this broker (mqtt://host:1883, mqtts://...)")
     r.add_argument("--device-id", help="device name in events and topics (default: host name)")
     r.add_argument("--jsonl", type=Path, help="also append events to this JSONL file")
@@ -73,7 +77,30 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--prefix", default="fer", help="topic prefix (default: fer)")
     m.add_argument("--json", action="store_true", help="print received messages as JSON lines")
     _add_dashboard_parser(sub)
+    _add_bench_parser(sub)
     return p
+
+
+def _add_bench_parser(sub: Any) -> None:
+    """``fer-edge bench`` flags (the benchmark lives in :mod:`edge.bench`)."""
+    b = sub.add_parser(
+        "bench",
+        help="per-stage CPU/wall time, FPS, memory and start-up on a video file",
+        description="Run the pipeline on a file for N frames and report per-stage CPU and wall "
+        "time (p50/p95), end-to-end FPS, RSS (peak, steady) and start-up to the first event. "
+        "Pin it to one core for comparable numbers: taskset -c 0 fer-edge bench ...",
+    )
+    b.add_argument(
+        "--source", help="video file or image folder (default: the bundled sample video)"
+    )
+    b.add_argument("--frames", type=int, default=300, help="frames to process (default 300)")
+    b.add_argument("--json", type=Path, help="also write the report as JSON to this file")
+    b.add_argument("--model", type=Path, help="int8 .tflite model (default: the bundled one)")
+    b.add_argument("--config", type=Path, help="TOML config (detector, model, tracking, sinks)")
+    b.add_argument(
+        "--boxes", type=Path, help="write each frame's face boxes as JSON lines (recall)"
+    )
+    b.add_argument("--log-level", choices=_LOG_LEVELS, type=str.upper, default="WARNING")
 
 
 def _add_dashboard_parser(sub: Any) -> None:
@@ -132,7 +159,7 @@ def run_overrides(args: argparse.Namespace) -> dict[str, Any]:
             raise ConfigError("--realtime and --loop apply only to a file source")
         o["source"].update({"realtime": args.realtime, "loop": args.loop})
     if args.model is not None:
-        o["model"] = {"path": str(args.model)}
+        o["model"] = _model_override(args.model)
     if args.device_id is not None:
         o["device_id"] = args.device_id
     sinks: list[dict[str, Any]] = []
@@ -199,13 +226,28 @@ def model_info(path: Path) -> dict[str, Any]:
     }
 
 
+def _model_override(value: Path) -> dict[str, str | None]:
+    """``--model``: a bundled model name (``cnn``, ``cnn_lstm``) unless a file of that name exists."""
+    from edge.config import BUNDLED_MODELS
+
+    if str(value) in BUNDLED_MODELS and not value.exists():
+        # Clear a path from the config file: the flag overrides it.
+        return {"bundled": str(value), "path": None}
+    return {"path": str(value)}
+
+
 def cmd_info(args: argparse.Namespace) -> int:
     """``fer-edge info``."""
-    from edge.config import default_model_path
+    from edge.config import BUNDLED_MODELS, default_model_path
     from edge.errors import ModelError
 
     setup_logging("WARNING")
-    path = args.model if args.model is not None else default_model_path()
+    if args.model is None:
+        path = default_model_path()
+    elif str(args.model) in BUNDLED_MODELS and not args.model.exists():
+        path = default_model_path(str(args.model))
+    else:
+        path = args.model
     if not path.is_file():
         raise ModelError(f"model file {path} does not exist")
     info = model_info(path)
@@ -290,12 +332,35 @@ def _cmd_dashboard(args: argparse.Namespace) -> int:
     return server.run_dashboard(dash, args.host, args.port, insecure_no_auth=args.insecure_no_auth)
 
 
+def _cmd_bench(args: argparse.Namespace) -> int:
+    """``fer-edge bench``: delegate to :func:`edge.bench.run_bench`."""
+    from edge import bench
+    from edge.config import load_config, source_override
+
+    setup_logging(args.log_level)
+    overrides: dict[str, Any] = {"log_level": args.log_level}
+    if args.source is not None:
+        overrides["source"] = source_override(args.source)
+    if args.model is not None:
+        overrides["model"] = _model_override(args.model)
+    cfg = load_config(args.config, overrides)
+    report, boxes = bench.run_bench(cfg, args.frames, keep_boxes=args.boxes is not None)
+    print(bench.format_report(report))
+    if args.json is not None:
+        bench.write_json(args.json, report)
+    if args.boxes is not None:
+        lines = [json.dumps({"frame": i, "boxes": b}) for i, b in boxes]
+        bench.write_text_atomic(args.boxes, "\n".join(lines) + "\n")
+    return 0
+
+
 _COMMANDS = {
     "run": cmd_run,
     "info": cmd_info,
     "validate-config": cmd_validate_config,
     "monitor": cmd_monitor,
     "dashboard": _cmd_dashboard,
+    "bench": _cmd_bench,
 }
 
 

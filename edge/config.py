@@ -54,6 +54,11 @@ log = logging.getLogger(__name__)
 DEFAULT_CONFIG_PATH = Path("/etc/fer-edge/config.toml")
 #: Bundled model and sample, relative to the ``edge`` package.
 DEFAULT_MODEL_RESOURCE = "models/default.tflite"
+#: Models shipped inside the package, selectable by name with ``[model] bundled``.
+BUNDLED_MODELS: dict[str, str] = {
+    "cnn": DEFAULT_MODEL_RESOURCE,
+    "cnn_lstm": "models/cnn_lstm.tflite",
+}
 DEFAULT_SAMPLE_RESOURCE = "samples/astronaut.avi"
 
 _SECRET_KEYS = ("password", "secret", "token", "private_key")
@@ -64,9 +69,19 @@ def package_file(relative: str) -> Path:
     return Path(str(resources.files("edge").joinpath(relative)))
 
 
-def default_model_path() -> Path:
-    """The bundled default model ``edge/models/default.tflite``."""
-    return package_file(DEFAULT_MODEL_RESOURCE)
+def default_model_path(name: str = "cnn") -> Path:
+    """A bundled model by name: ``cnn`` (the default ``edge/models/default.tflite``) or
+    ``cnn_lstm``.
+
+    Raises:
+        ConfigError: naming the valid bundled models.
+    """
+    try:
+        return package_file(BUNDLED_MODELS[name])
+    except KeyError:
+        raise ConfigError(
+            f"unknown bundled model {name!r}; valid: {', '.join(BUNDLED_MODELS)}"
+        ) from None
 
 
 def default_sample_path() -> Path:
@@ -127,6 +142,13 @@ class OpenCVSourceConfig(_Strict):
         description="Retry opening (and reopening a lost stream) with backoff for this long "
         "before failing with a clear error.",
     )
+    backoff_max_s: float = Field(
+        2.0,
+        gt=0,
+        le=60,
+        description="Upper bound of the doubling delay (from 0.25 s) between open attempts; a "
+        "camera that comes back delivers frames again within about this long.",
+    )
 
     @model_validator(mode="after")
     def _check_device(self) -> OpenCVSourceConfig:
@@ -158,7 +180,16 @@ class Picamera2SourceConfig(_Strict):
     )
     fps: float | None = Field(None, gt=0, le=200, description="Requested frame rate.")
     open_timeout_s: float = Field(
-        30.0, gt=0, description="Retry opening with backoff for this long before failing."
+        30.0,
+        gt=0,
+        description="Retry opening (and reopening a camera that fails while running) with "
+        "backoff for this long before failing.",
+    )
+    backoff_max_s: float = Field(
+        2.0,
+        gt=0,
+        le=60,
+        description="Upper bound of the doubling delay (from 0.25 s) between open attempts.",
     )
 
     @model_validator(mode="after")
@@ -196,14 +227,35 @@ class DetectorConfig(_Strict):
         40, ge=8, le=4096, description="Smallest face side to detect, in full-frame pixels."
     )
     detect_every: int = Field(
+        # 5 keeps detection recall when faces come and go (0.992 on bench/recall_scene.py);
+        # 15 halves the CPU per frame but reports a newly entering face up to 14 frames late.
         5,
         ge=1,
         le=1000,
-        description="Full-frame detection at least every N frames; in between, faces are "
-        "re-detected only inside an enlarged region around each track (1: always full).",
+        description="While faces are followed, full-frame detection runs every N frames (and "
+        "on the frame after a followed face was lost); in between, faces are re-detected only "
+        "inside an enlarged region around each track. With no face followed every frame is a "
+        "full detection. A new face next to a followed one waits up to N frames (1: always "
+        "full; see docs/PERFORMANCE.md for the cost of each choice).",
     )
     roi_scale: float = Field(
-        2.0, ge=1.2, le=6.0, description="Re-detection region side as a multiple of the face box."
+        1.6, ge=1.2, le=6.0, description="Re-detection region side as a multiple of the face box."
+    )
+    roi_face_px: int = Field(
+        32,
+        ge=0,
+        le=512,
+        description="Region search: resize the region so the followed face is about this many "
+        "pixels wide (0: use the full-frame downscale). Smaller is cheaper; below 24 the Haar "
+        "window no longer fits.",
+    )
+    num_threads: int = Field(
+        2,
+        ge=0,
+        le=64,
+        description="OpenCV worker threads for detection and resizing (cv2.setNumThreads; 0: "
+        "OpenCV's default, all cores). 2 on a 4-core Pi leaves a core each for capture and "
+        "the MQTT client while spreading a full-frame pass over two cores.",
     )
     cascade: str = Field(
         "haarcascade_frontalface_default.xml",
@@ -234,8 +286,13 @@ class ModelConfig(_Strict):
 
     path: Path | None = Field(
         None,
-        description="int8 .tflite model with fer-edge metadata (from fer-convert); default: the "
-        "bundled edge/models/default.tflite. CNN and CNN-LSTM models run the same way.",
+        description="int8 .tflite model with fer-edge metadata (from fer-convert); when unset, "
+        "the bundled model chosen by 'bundled'. CNN and CNN-LSTM models run the same way.",
+    )
+    bundled: Literal["cnn", "cnn_lstm"] = Field(
+        "cnn",
+        description="Which bundled model to run when 'path' is unset: 'cnn' (the default, best "
+        "accuracy within the latency budget) or 'cnn_lstm' (the best CNN-LSTM).",
     )
     num_threads: int = Field(
         1,
@@ -246,8 +303,8 @@ class ModelConfig(_Strict):
     )
 
     def resolved_path(self) -> Path:
-        """``path`` or the bundled default model."""
-        return self.path if self.path is not None else default_model_path()
+        """``path`` or the bundled model named by ``bundled``."""
+        return self.path if self.path is not None else default_model_path(self.bundled)
 
 
 class TrackingConfig(_Strict):

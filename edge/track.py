@@ -134,6 +134,16 @@ class Tracker:
         """Boxes of the live tracks, for region-of-interest re-detection."""
         return [t.bbox for t in self._tracks]
 
+    def seen_boxes(self) -> list[Box]:
+        """Boxes of the tracks matched in the latest frame (what a region search should follow).
+
+        A track that was just missed is not searched again in its old region: the frame after
+        a miss runs a full-frame detection anyway (see :class:`edge.detect.FaceFinder`), and a
+        face that full pass did not find has left, so searching its old region again would
+        only force another full pass every other frame until the track ends.
+        """
+        return [t.bbox for t in self._tracks if t.missed == 0]
+
     def update(
         self,
         boxes: Sequence[Sequence[float]],

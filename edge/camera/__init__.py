@@ -40,6 +40,7 @@ def create_source(cfg: Any) -> FrameSource:
             height=cfg.height,
             fps=cfg.fps,
             open_timeout_s=cfg.open_timeout_s,
+            backoff_max_s=cfg.backoff_max_s,
         )
     if kind == "picamera2":
         return Picamera2Source(
@@ -49,6 +50,7 @@ def create_source(cfg: Any) -> FrameSource:
             use_lores=cfg.use_lores,
             fps=cfg.fps,
             open_timeout_s=cfg.open_timeout_s,
+            backoff_max_s=cfg.backoff_max_s,
         )
     raise ConfigError(f"source.type {kind!r} is not one of {sorted(SOURCES)}")
 

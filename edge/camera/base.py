@@ -11,6 +11,14 @@ them into the public :meth:`~FrameSource.open` / :meth:`~FrameSource.read` /
   ``dropped``.
 * **every frame** (a file read as fast as possible): :meth:`~FrameSource.read` grabs the next
   frame synchronously, so nothing is ever dropped and results are reproducible.
+
+Live sources with ``reopen_timeout_s > 0`` survive a driver failure (a USB camera unplugged, a
+CSI cable reseated, a stream server restarting): the capture thread closes the device and calls
+``_open()`` again with exponential backoff (``backoff_min_s`` doubling up to ``backoff_max_s``)
+until it works or ``reopen_timeout_s`` has passed since the failure; only then is the failure
+final (:meth:`~FrameSource.read` raises :class:`SourceError`). While the device is away no frames
+flow, so the pipeline stops feeding the systemd watchdog; a driver that hangs inside a read
+(instead of failing) is left to that watchdog, which restarts the service.
 """
 
 from __future__ import annotations
@@ -66,7 +74,31 @@ class FrameSource(ABC):
     #: Registry key (``file``, ``opencv``, ``picamera2``).
     type: ClassVar[str] = ""
 
-    def __init__(self, *, live: bool) -> None:
+    def __init__(
+        self,
+        *,
+        live: bool,
+        reopen_timeout_s: float = 0.0,
+        backoff_min_s: float = 0.25,
+        backoff_max_s: float = 2.0,
+    ) -> None:
+        """Set up the shared state.
+
+        Args:
+            live: Capture in a thread and keep only the newest frame.
+            reopen_timeout_s: Live sources: after a driver failure, retry ``_open()`` for this
+                long before giving up (0: a driver failure is final).
+            backoff_min_s: First delay between reopen attempts.
+            backoff_max_s: Upper bound of the (doubling) delay between attempts; it bounds how
+                long after a device returns the first frame can arrive.
+        """
+        if backoff_min_s <= 0 or backoff_max_s <= 0:
+            raise ValueError(f"backoff delays must be > 0, got {backoff_min_s}, {backoff_max_s}")
+        self.reopen_timeout_s = float(reopen_timeout_s)
+        # A cap below the first delay simply means: always wait the cap.
+        self.backoff_min_s = float(min(backoff_min_s, backoff_max_s))
+        self.backoff_max_s = float(backoff_max_s)
+        self.reopens = 0
         self._live = live
         self._stop = threading.Event()
         self._cond = threading.Condition()
@@ -191,12 +223,12 @@ class FrameSource(ABC):
         self._stop.set()
 
     def stats(self) -> dict[str, Any]:
-        """Counters: frames captured, delivered to the pipeline and dropped (overwritten)."""
-        return {
-            "captured": self._captured,
-            "delivered": self._delivered,
-            "dropped": self._dropped,
-        }
+        """Counters: frames captured, delivered to the pipeline and dropped (overwritten), plus
+        ``reopens`` for sources that reopen after a failure."""
+        out = {"captured": self._captured, "delivered": self._delivered, "dropped": self._dropped}
+        if self.reopen_timeout_s > 0:
+            out["reopens"] = self.reopens  # driver failures survived by reopening
+        return out
 
     def __enter__(self) -> FrameSource:
         self.open()
@@ -221,10 +253,62 @@ class FrameSource(ABC):
         self._delivered += 1
         return frame
 
+    def _grab_or_reopen(self) -> np.ndarray | None:
+        """``_grab()``; on a driver failure, reopen with backoff if configured (live only)."""
+        while True:
+            try:
+                return self._grab()
+            except (OSError, RuntimeError, ValueError, cv2.error) as e:
+                if self.reopen_timeout_s <= 0 or self.stopping:
+                    raise
+                if not self._reopen(e):
+                    return None  # stopped while waiting
+                continue
+
+    def _reopen(self, cause: BaseException) -> bool:
+        """Close and reopen the device until it works, the budget is spent, or we are stopped.
+
+        Returns:
+            True once reopened, False if stopped while retrying.
+
+        Raises:
+            SourceError: when the device did not come back within ``reopen_timeout_s``.
+        """
+        log.warning(
+            "%s failed (%s); reopening for up to %g s",
+            self.describe(),
+            cause,
+            self.reopen_timeout_s,
+        )
+        deadline = time.monotonic() + self.reopen_timeout_s
+        delays = backoff_delays(self.backoff_min_s, self.backoff_max_s)
+        attempt = 0
+        last: BaseException = cause
+        while not self.stopping:
+            self._close()
+            attempt += 1
+            try:
+                self._open()
+            except (SourceError, OSError, RuntimeError, ValueError, cv2.error) as e:
+                last = e
+            else:
+                self.reopens += 1
+                log.info("%s reopened after %d attempts", self.describe(), attempt)
+                return True
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise SourceError(
+                    f"{self.describe()} failed ({cause}) and was not back within "
+                    f"{self.reopen_timeout_s:g} s ({attempt} attempts; last: {last})"
+                )
+            if self._stop.wait(min(next(delays), remaining)):
+                break
+        return False
+
     def _capture_loop(self) -> None:
         try:
             while not self._stop.is_set():
-                image = self._grab()
+                image = self._grab_or_reopen()
                 if image is None:
                     break
                 frame = Frame(image, self._captured, self._timestamp())

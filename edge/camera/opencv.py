@@ -61,6 +61,7 @@ class OpenCVSource(FrameSource):
         height: Requested capture height.
         fps: Requested capture frame rate.
         open_timeout_s: Give up (SourceError) when the device has not opened for this long.
+        backoff_max_s: Upper bound of the doubling delay between (re)open attempts.
     """
 
     type = "opencv"
@@ -73,8 +74,11 @@ class OpenCVSource(FrameSource):
         height: int | None = None,
         fps: float | None = None,
         open_timeout_s: float = 30.0,
+        backoff_max_s: float = 2.0,
     ) -> None:
-        super().__init__(live=True)
+        # A driver error while reading (cv2.error) is handled by the base class reopen; a stream
+        # that merely stops delivering is reopened by _grab below, with the same backoff.
+        super().__init__(live=True, reopen_timeout_s=open_timeout_s, backoff_max_s=backoff_max_s)
         self.kind = device_kind(device)
         self.device: int | str = int(device) if self.kind == "index" else device
         self.width = width
@@ -116,7 +120,7 @@ class OpenCVSource(FrameSource):
 
     def _open_with_backoff(self) -> None:
         deadline = time.monotonic() + self.open_timeout_s
-        delays = backoff_delays()
+        delays = backoff_delays(self.backoff_min_s, self.backoff_max_s)
         attempt = 0
         while True:
             attempt += 1

@@ -44,8 +44,10 @@ class Picamera2Source(FrameSource):
         use_lores: bool = True,
         fps: float | None = None,
         open_timeout_s: float = 30.0,
+        backoff_max_s: float = 2.0,
     ) -> None:
-        super().__init__(live=True)
+        # A camera that fails while running is reopened for open_timeout_s (base class).
+        super().__init__(live=True, reopen_timeout_s=open_timeout_s, backoff_max_s=backoff_max_s)
         if lores_size[0] > main_size[0] or lores_size[1] > main_size[1]:
             raise SourceError(
                 f"picamera2 lores_size {lores_size} must not be larger than main_size {main_size}"
@@ -72,7 +74,7 @@ class Picamera2Source(FrameSource):
                 "and create the venv with --system-site-packages"
             ) from None
         deadline = time.monotonic() + self.open_timeout_s
-        delays = backoff_delays()
+        delays = backoff_delays(self.backoff_min_s, self.backoff_max_s)
         while True:
             try:
                 cam = Picamera2(self.camera_num)

@@ -32,6 +32,7 @@ def create_detector(cfg: Any) -> FaceDetector:
             scale_factor=cfg.scale_factor,
             min_neighbors=cfg.min_neighbors,
             equalize=cfg.equalize,
+            roi_face_px=cfg.roi_face_px,
         )
     if cfg.type == "yunet":
         return YuNetDetector(
@@ -40,6 +41,7 @@ def create_detector(cfg: Any) -> FaceDetector:
             min_face=cfg.min_face,
             score_threshold=cfg.score_threshold,
             nms_threshold=cfg.nms_threshold,
+            roi_face_px=cfg.roi_face_px,
         )
     raise ConfigError(f"detector.type {cfg.type!r} is not one of {sorted(DETECTORS)}")
 

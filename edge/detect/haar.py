@@ -41,6 +41,7 @@ class HaarDetector(FaceDetector):
         scale_factor: Pyramid step of ``detectMultiScale`` (smaller: slower, more recall).
         min_neighbors: Overlapping hits needed for a face (larger: fewer false positives).
         equalize: Histogram-equalize before detecting (helps in poor light, costs ~5%).
+        roi_face_px: See :class:`FaceDetector`.
     """
 
     type = "haar"
@@ -54,8 +55,9 @@ class HaarDetector(FaceDetector):
         scale_factor: float = 1.1,
         min_neighbors: int = 5,
         equalize: bool = False,
+        roi_face_px: int = 32,
     ) -> None:
-        super().__init__(detect_width=detect_width, min_face=min_face)
+        super().__init__(detect_width=detect_width, min_face=min_face, roi_face_px=roi_face_px)
         import cv2
 
         path = cascade_path(cascade)

@@ -3,8 +3,10 @@
 A full-frame detection runs every ``detect_every`` frames, whenever no face is being followed,
 and on the frame after a followed face was not found in its region (so a face that moved fast
 or a new face never waits long). In between, each followed face is searched only inside its box
-enlarged ``roi_scale`` times around its centre; overlapping hits from neighbouring regions are
-merged.
+enlarged ``roi_scale`` times around its centre, resized so the face is about ``roi_face_px``
+wide (see :class:`~edge.detect.base.FaceDetector`); when that cheap search misses, the same
+region is searched once more at the full-frame scale. Overlapping hits from neighbouring regions
+are merged.
 """
 
 from __future__ import annotations
@@ -26,7 +28,9 @@ class FaceFinder:
         roi_scale: Side of the search region as a multiple of the face box side.
     """
 
-    def __init__(self, detector: FaceDetector, *, detect_every: int = 5, roi_scale: float = 2.0):
+    def __init__(
+        self, detector: FaceDetector, *, detect_every: int = 15, roi_scale: float = 1.6
+    ) -> None:
         self.detector = detector
         self.detect_every = max(1, int(detect_every))
         self.roi_scale = roi_scale
@@ -34,6 +38,7 @@ class FaceFinder:
         self._force_full = True
         self.full_runs = 0
         self.roi_runs = 0
+        self.roi_retries = 0
 
     def find(
         self, gray: np.ndarray, tracked: Sequence[tuple[float, float, float, float]]
@@ -58,7 +63,13 @@ class FaceFinder:
         fh, fw = gray.shape[:2]
         found: list[Detection] = []
         for box in tracked:
-            hits = self.detector.detect(gray, self._roi(box, fw, fh), face_side=max(box[2], box[3]))
+            roi, side = self._roi(box, fw, fh), max(box[2], box[3])
+            hits = self.detector.detect(gray, roi, face_side=side)
+            if not hits and self.detector.roi_face_px > 0:
+                # The cheap low-resolution search missed (~10% of blurry faces): retry the same
+                # region at the full-frame scale before giving the face up for this frame.
+                self.roi_retries += 1
+                hits = self.detector.detect(gray, roi, face_side=side, roi_face_px=0)
             if not hits:
                 # The face left its region (fast motion, or gone): look everywhere next frame.
                 self._force_full = True

@@ -28,6 +28,7 @@ class YuNetDetector(FaceDetector):
         score_threshold: Minimum face score.
         nms_threshold: Non-maximum suppression IoU threshold.
         top_k: Candidates kept before NMS.
+        roi_face_px: See :class:`~edge.detect.base.FaceDetector`.
     """
 
     type = "yunet"
@@ -41,8 +42,9 @@ class YuNetDetector(FaceDetector):
         score_threshold: float = 0.7,
         nms_threshold: float = 0.3,
         top_k: int = 50,
+        roi_face_px: int = 32,
     ) -> None:
-        super().__init__(detect_width=detect_width, min_face=min_face)
+        super().__init__(detect_width=detect_width, min_face=min_face, roi_face_px=roi_face_px)
         if model is None:
             raise DetectorError(
                 "detector.type = 'yunet' needs detector.model = path of the YuNet ONNX file "

@@ -110,7 +110,11 @@ def read_fer2013_csv(
                 raise DataError(f"{where}: emotion {rec[ie]!r} is not an integer 0..6") from None
             if not 0 <= emo <= 6:
                 raise DataError(f"{where}: emotion {emo} is outside 0..6")
-            px = np.fromstring(rec[ip], dtype=np.int32, sep=" ")  # text mode: fast and exact
+            try:
+                px = np.fromstring(rec[ip], dtype=np.int32, sep=" ")  # text mode: fast and exact
+            except ValueError:
+                # numpy >= 2 raises on text that is not whitespace-separated integers.
+                raise DataError(f"{where}: pixels must be integers separated by spaces") from None
             if px.size != PIXELS:
                 raise DataError(f"{where}: pixels has {px.size} values, expected {PIXELS} (48x48)")
             if px.min() < 0 or px.max() > 255:
