@@ -46,6 +46,10 @@ def test_smoke_train_and_resume(tmp_path: Path, fer_slice_csv: Path) -> None:
     with (run / "history.csv").open() as f:
         epochs = [int(r["epoch"]) for r in csv.DictReader(f)]
     assert epochs == [0, 1]
+    cfg = json.loads((run / "config.json").read_text())
+    assert cfg["command"].startswith("fer-train train --arch bagga_cnn1 --data ")
+    assert "--resume" not in cfg["command"] and len(cfg["resumed_with"]) == 1
+    assert cfg["resumed_with"][0].endswith("--epochs 2 --resume")
 
 
 def test_oversample_and_lstm_smoke(tmp_path: Path, fer_slice_csv: Path) -> None:

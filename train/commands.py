@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -84,6 +85,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         classes=tuple(c.strip() for c in args.classes.split(",")) if args.classes else None,
         folds=args.folds,
         protocol=args.protocol,
+        command=shlex.join(["fer-train", *getattr(args, "argv", [])]),
     )
     metrics = train_run(opts)
     split = opts.val_usage if opts.protocol == "leak-free" else "seed002 random test split"

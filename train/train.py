@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -66,6 +67,7 @@ class TrainOptions:
     classes: tuple[str, ...] | None = None
     folds: int | None = None
     protocol: str = "leak-free"
+    command: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict."""
@@ -363,7 +365,7 @@ def train_run(opts: TrainOptions) -> dict[str, Any]:
         "contract": DEFAULT_CONTRACT.to_dict() | {"labels": list(train.label_names)},
         "options": opts.to_dict(),
         "data": report,
-        "command": " ".join(["fer-train", *sys.argv[1:]]) if sys.argv else None,
+        "command": opts.command or shlex.join(["fer-train", *sys.argv[1:]]),
         "commit": _git_commit(),
         "status": "running",
         "protocol": (
@@ -376,6 +378,12 @@ def train_run(opts: TrainOptions) -> dict[str, Any]:
             "valid estimate of accuracy on unseen faces)"
         ),
     }
+    previous = run / "config.json"
+    if opts.resume and previous.is_file():
+        # Keep the original command as provenance; record each resumption after it.
+        old = json.loads(previous.read_text())
+        config["resumed_with"] = [*old.get("resumed_with", []), config["command"]]
+        config["command"] = old.get("command", config["command"])
     _write_json(run / "config.json", config)
     log.info(
         "%s: %d training / %d validation images (%s)", opts.arch, len(train), len(val),
