@@ -146,7 +146,7 @@ def accuracy_of(arch: str, runs: Path) -> tuple[float | None, str | None]:
         if isinstance(acc, int | float):
             mtime = m.stat().st_mtime
             if best is None or mtime > best[0]:
-                best = (mtime, float(acc), str(m.relative_to(REPO)))
+                best = (mtime, float(acc), str(m.resolve().relative_to(REPO)))
     return (best[1], best[2]) if best else (None, None)
 
 
@@ -214,7 +214,12 @@ def main() -> None:
     ap.add_argument("--replot", action="store_true", help="only redraw the plot from --out")
     args = ap.parse_args()
     if args.replot:
-        plot(json.loads(args.out.read_text())["models"], args.plot)
+        # Latency does not depend on the weights; only the accuracies change as runs finish.
+        payload = json.loads(args.out.read_text())
+        for r in payload["models"]:
+            r["accuracy"], r["accuracy_source"] = accuracy_of(r["arch"], args.runs)
+        args.out.write_text(json.dumps(payload, indent=1) + "\n")
+        plot(payload["models"], args.plot)
         return
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from train.models import get_spec, list_models

@@ -1,0 +1,61 @@
+"""The bundled models: present, self-describing, loadable without TensorFlow, selectable by
+one config key (``[model] bundled``) or by name with ``--model``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edge.classify.interpreter import TFLiteClassifier
+from edge.cli import _model_override
+from edge.config import BUNDLED_MODELS, default_model_path, load_config
+from edge.contract import FER2013_LABELS
+from edge.errors import ConfigError
+from edge.model_meta import file_sha256, read_metadata
+
+KINDS = {"cnn": "cnn", "cnn_lstm": "cnn_lstm"}
+
+
+@pytest.mark.parametrize("name", sorted(BUNDLED_MODELS))
+def test_bundled_model_is_self_describing(name: str, fer_slice_csv: Path) -> None:
+    path = default_model_path(name)
+    assert path.is_file(), f"bundled model {name} missing at {path}"
+    meta = read_metadata(path)
+    assert meta.labels == FER2013_LABELS
+    assert meta.input_shape[-3:] == (48, 48, 1)
+    assert meta.quantization["mode"] == "int8"
+    assert meta.parity.get("passed") is True
+    sidecar = path.with_suffix(".json")
+    assert sidecar.is_file() and file_sha256(path) in sidecar.read_text()
+    import csv
+
+    with open(fer_slice_csv) as f:
+        rows = [r for r in csv.DictReader(f) if r["Usage"] == "PublicTest"][:16]
+    faces = np.stack([np.array(r["pixels"].split(), dtype=np.uint8).reshape(48, 48) for r in rows])
+    probs = TFLiteClassifier(path).predict(faces)
+    assert probs.shape == (16, 7) and np.allclose(probs.sum(axis=1), 1.0, atol=0.05)
+
+
+def test_bundled_key_selects_the_model(tmp_path: Path) -> None:
+    cfg_file = tmp_path / "c.toml"
+    cfg_file.write_text('[model]\nbundled = "cnn_lstm"\n')
+    cfg = load_config(cfg_file)
+    assert cfg.model.resolved_path() == default_model_path("cnn_lstm")
+    assert load_config(None).model.resolved_path() == default_model_path("cnn")
+    cfg_file.write_text('[model]\nbundled = "transformer"\n')
+    with pytest.raises(ConfigError) as e:
+        load_config(cfg_file)
+    assert "bundled" in str(e.value) and "cnn_lstm" in str(e.value)
+    with pytest.raises(ConfigError, match="valid: cnn, cnn_lstm"):
+        default_model_path("nope")
+
+
+def test_model_flag_accepts_a_bundled_name_and_overrides_the_file(tmp_path: Path) -> None:
+    assert _model_override(Path("cnn_lstm")) == {"bundled": "cnn_lstm", "path": None}
+    assert _model_override(tmp_path / "m.tflite") == {"path": str(tmp_path / "m.tflite")}
+    cfg_file = tmp_path / "c.toml"
+    cfg_file.write_text('[model]\npath = "/elsewhere/model.tflite"\n')
+    cfg = load_config(cfg_file, {"model": _model_override(Path("cnn"))})
+    assert cfg.model.resolved_path() == default_model_path("cnn")
