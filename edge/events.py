@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import uuid
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Literal
@@ -208,3 +209,24 @@ def _is_prob(v: Any) -> bool:
         and 0.0 <= v <= 1.0
         and math.isfinite(v)
     )
+
+
+class SeenEvents:
+    """Bounded memory of event ids, for subscribers that de-duplicate QoS-1 redeliveries.
+
+    Args:
+        capacity: Ids remembered; the oldest is forgotten first.
+    """
+
+    def __init__(self, capacity: int = 100_000) -> None:
+        self.capacity = capacity
+        self._ids: OrderedDict[str, None] = OrderedDict()
+
+    def check_and_add(self, event_id: str) -> bool:
+        """Return True if ``event_id`` was seen before; otherwise remember it and return False."""
+        if event_id in self._ids:
+            return True
+        self._ids[event_id] = None
+        if len(self._ids) > self.capacity:
+            self._ids.popitem(last=False)
+        return False

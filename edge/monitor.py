@@ -21,7 +21,6 @@ import sys
 import threading
 import time
 import uuid
-from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -29,7 +28,7 @@ from typing import Any, TextIO
 from pydantic import ValidationError
 
 from edge.errors import ConfigError, PublishError
-from edge.events import Event, EventDecodeError
+from edge.events import Event, EventDecodeError, SeenEvents
 from edge.publish.config import MqttSinkConfig
 
 log = logging.getLogger(__name__)
@@ -68,7 +67,7 @@ class MonitorState:
     last_error: str | None = None
     #: Connection state shown in the header (set from the MQTT thread).
     broker: str = "connecting"
-    _seen: OrderedDict[str, None] = field(default_factory=OrderedDict)
+    _seen: SeenEvents = field(default_factory=lambda: SeenEvents(SEEN_IDS))
 
     def handle(self, topic: str, payload: bytes, now: float | None = None) -> Event | None:
         """Apply one message; return the event if it is a new (not duplicate) event."""
@@ -98,12 +97,9 @@ class MonitorState:
         except EventDecodeError as e:
             self._bad(topic, str(e))
             return None
-        if event.event_id in self._seen:
+        if self._seen.check_and_add(event.event_id):
             self.duplicates += 1
             return None
-        self._seen[event.event_id] = None
-        if len(self._seen) > SEEN_IDS:
-            self._seen.popitem(last=False)
         self.events += 1
         view.events += 1
         if event.type == "end":

@@ -239,3 +239,12 @@ def test_schema_accepts_samples() -> None:
         )
     for kind in EVENT_TYPES:
         VALIDATOR.validate(json.loads(sample(type=kind).to_json()))
+
+
+def test_seen_events_is_bounded() -> None:
+    from edge.events import SeenEvents
+
+    seen = SeenEvents(capacity=2)
+    assert [seen.check_and_add(i) for i in ("a", "b", "a")] == [False, False, True]
+    seen.check_and_add("c")  # forgets "a", the oldest
+    assert seen.check_and_add("a") is False and seen.check_and_add("c") is True

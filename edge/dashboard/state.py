@@ -19,11 +19,11 @@ import json
 import logging
 import math
 import time
-from collections import OrderedDict, deque
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from edge.events import Event, EventDecodeError
+from edge.events import Event, EventDecodeError, SeenEvents
 from edge.state import STATE_SCHEMA
 
 log = logging.getLogger(__name__)
@@ -99,7 +99,7 @@ class DashboardState:
         self.bad_payloads = 0
         self.duplicates = 0
         self.ignored = 0
-        self._seen: OrderedDict[str, None] = OrderedDict()
+        self._seen = SeenEvents(SEEN_IDS)
         self._got_events: set[str] = set()
 
     def handle(self, topic: str, payload: bytes, now: float | None = None) -> str | None:
@@ -199,12 +199,9 @@ class DashboardState:
         except EventDecodeError as e:
             self._bad(topic, str(e))
             return False
-        if ev.event_id in self._seen:
+        if self._seen.check_and_add(ev.event_id):
             self.duplicates += 1
             return False
-        self._seen[ev.event_id] = None
-        if len(self._seen) > SEEN_IDS:
-            self._seen.popitem(last=False)
         self._got_events.add(dev.device_id)
         dev.events += 1
         dev.model = _text(ev.model.name)
