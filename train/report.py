@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from edge.errors import DataError
+from train.evaluate import write_json
 
 #: What each seed paper claims for its own model (accuracy, %), quoted in the table.
 SEED_CLAIMS: dict[str, str] = {
@@ -154,9 +155,7 @@ def write_report(
         raise DataError(f"no complete run folder among {[str(r) for r in runs]}")
     rows.sort(key=lambda r: -(r["float"]["accuracy"] or 0.0))
     out.mkdir(parents=True, exist_ok=True)
-    tmp = out / ".results.json.tmp"
-    tmp.write_text(json.dumps(rows, indent=2) + "\n")
-    tmp.replace(out / "results.json")
+    write_json(out / "results.json", rows)
     if markdown is not None:
         table = markdown_table(rows)
         text = markdown.read_text() if markdown.exists() else f"# Results\n\n{BEGIN}\n{END}\n"

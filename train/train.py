@@ -38,6 +38,7 @@ from train.data import FaceSet, load_fer2013, select_classes
 from train.data.augment import NONE, AugmentConfig, build_augmenter
 from train.data.dedup import leak_free_train, rows_with_twin
 from train.data.sampling import kfold_indices, oversample, stratified_limit
+from train.evaluate import write_json
 
 log = logging.getLogger(__name__)
 
@@ -75,16 +76,6 @@ class TrainOptions:
         d["augment"] = self.augment.to_dict()
         d["classes"] = list(self.classes) if self.classes else None
         return d
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
-def _write_json(path: Path, obj: Any) -> None:
-    _atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
 
 
 def _git_commit() -> str | None:
@@ -247,7 +238,7 @@ def _callbacks(run: Path, opts: TrainOptions, state: dict[str, Any] | None) -> l
         def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
             self.model.save(run / ".last.keras.tmp.keras")
             os.replace(run / ".last.keras.tmp.keras", run / "last.keras")
-            _write_json(
+            write_json(
                 run / "state.json",
                 {
                     "epoch": epoch,
@@ -303,7 +294,7 @@ def _fit(run: Path, train: FaceSet, val: FaceSet, opts: TrainOptions) -> dict[st
     train_seconds = time.time() - t0 + (state or {}).get("train_seconds", 0.0)
     st = json.loads((run / "state.json").read_text()) if (run / "state.json").exists() else {}
     st.update(stopped=True, train_seconds=train_seconds)
-    _write_json(run / "state.json", st)
+    write_json(run / "state.json", st)
     return {"train_seconds": round(train_seconds, 1), "params": int(model.count_params())}
 
 
@@ -384,7 +375,7 @@ def train_run(opts: TrainOptions) -> dict[str, Any]:
         old = json.loads(previous.read_text())
         config["resumed_with"] = [*old.get("resumed_with", []), config["command"]]
         config["command"] = old.get("command", config["command"])
-    _write_json(run / "config.json", config)
+    write_json(run / "config.json", config)
     log.info(
         "%s: %d training / %d validation images (%s)", opts.arch, len(train), len(val),
         json.dumps(report.get("dedup") or {"seen_in_training": report.get("test_rows_seen_in_training")}),
@@ -395,7 +386,7 @@ def train_run(opts: TrainOptions) -> dict[str, Any]:
         extra = _fit(run, train, val, opts)
         metrics = _finish(run, val, extra, twin_rows)
     config["status"] = "complete"
-    _write_json(run / "config.json", config)
+    write_json(run / "config.json", config)
     return metrics
 
 
@@ -426,5 +417,5 @@ def _kfold(run: Path, train: FaceSet, opts: TrainOptions) -> dict[str, Any]:
         vals = [m[k] for m in per_fold if isinstance(m.get(k), (int, float))]
         summary[f"{k}_mean"] = float(np.mean(vals)) if vals else None
         summary[f"{k}_std"] = float(np.std(vals)) if vals else None
-    _write_json(run / "metrics.json", summary)
+    write_json(run / "metrics.json", summary)
     return summary
