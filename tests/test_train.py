@@ -103,3 +103,53 @@ def test_seed002_leaky_protocol_counts_its_leak(tmp_path: Path, fer_slice_csv: P
     unseen = metrics["excluding_train_duplicates"]
     assert unseen["n"] + unseen["n_excluded"] == metrics["n"] == data["val_rows"]
     assert unseen["n_excluded"] == data["test_rows_seen_in_training"]
+
+
+def test_cosine_lr_curve() -> None:
+    from train.train import cosine_lr
+
+    assert cosine_lr(0, 1e-3, 10) == pytest.approx(1e-3)
+    assert cosine_lr(5, 1e-3, 10) == pytest.approx(5e-4)
+    assert cosine_lr(10, 1e-3, 10) == pytest.approx(0.0, abs=1e-12)
+    lrs = [cosine_lr(e, 1e-3, 10) for e in range(11)]
+    assert all(a > b for a, b in zip(lrs, lrs[1:], strict=False))
+
+
+def test_warm_restart_cosine_erasing(tmp_path: Path, fer_slice_csv: Path) -> None:
+    """A second cycle starts from a finished run's weights and records where they came from."""
+    first, second = tmp_path / "first", tmp_path / "second"
+    common = ["--arch", "bagga_cnn1", "--data", str(fer_slice_csv), "--limit", "300", "--batch", "64"]  # fmt: skip
+    assert _train([*common, "--epochs", "1", "--out", str(first)]) == 0
+    rc = _train([*common, "--epochs", "2", "--schedule", "cosine", "--lr", "4e-4", "--erasing", "0.5", "--init-from", str(first / "model.keras"), "--out", str(second)])  # fmt: skip
+    assert rc == 0
+    cfg = json.loads((second / "config.json").read_text())
+    init = cfg["init_from"]
+    assert init["path"] == str(first / "model.keras") and len(init["sha256"]) == 64
+    assert init["parent"]["command"].startswith("fer-train train --arch bagga_cnn1")
+    assert cfg["options"]["schedule"] == "cosine" and cfg["options"]["augment"]["erasing"] == 0.5
+    with (second / "history.csv").open() as f:
+        lrs = [float(r["learning_rate"]) for r in csv.DictReader(f)]
+    assert lrs == pytest.approx([4e-4, 2e-4], rel=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("init", "message"),
+    [("missing", "no such file"), ("other_arch", "do not fit --arch bagga_cnn_lstm2")],
+)
+def test_bad_init_from_exit_2_nothing_left(
+    tmp_path: Path,
+    fer_slice_csv: Path,
+    capsys: pytest.CaptureFixture[str],
+    init: str,
+    message: str,
+) -> None:
+    src = tmp_path / "src"
+    if init == "other_arch":
+        assert _train(["--arch", "bagga_cnn1", "--data", str(fer_slice_csv), "--limit", "200", "--epochs", "1", "--out", str(src)]) == 0  # fmt: skip
+    capsys.readouterr()
+    run = tmp_path / "bad"
+    rc = _train(["--arch", "bagga_cnn_lstm2", "--data", str(fer_slice_csv), "--epochs", "1", "--init-from", str(src / "model.keras"), "--out", str(run)])  # fmt: skip
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    assert not run.exists()

@@ -55,6 +55,24 @@ def add_train_parser(sub: Any) -> None:
         help="leak-free (default), or seed 002's oversample-before-split protocol, reproduced "
         "only to measure its leak",
     )
+    t.add_argument(
+        "--schedule",
+        default="plateau",
+        choices=("plateau", "cosine"),
+        help="learning-rate schedule: ReduceLROnPlateau (seed 004) or cosine decay to 0 over "
+        "--epochs",
+    )
+    t.add_argument(
+        "--erasing",
+        type=float,
+        default=0.0,
+        help="random-erasing probability in the training augmentation (0 = off)",
+    )
+    t.add_argument(
+        "--init-from",
+        help="start from the weights of this .keras model of the same --arch (a warm restart; "
+        "its run's provenance is recorded)",
+    )
     t.add_argument("--out", required=True, help="run folder to create")
     t.set_defaults(func=_cmd_train)
 
@@ -77,7 +95,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         seed=args.seed,
         resume=args.resume,
         val_usage=args.val_usage,
-        augment=NONE if args.no_augment else AugmentConfig(),
+        augment=NONE if args.no_augment else AugmentConfig(erasing=args.erasing),
         lr=args.lr,
         patience=args.patience,
         label_smoothing=args.label_smoothing,
@@ -85,6 +103,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
         classes=tuple(c.strip() for c in args.classes.split(",")) if args.classes else None,
         folds=args.folds,
         protocol=args.protocol,
+        schedule=args.schedule,
+        init_from=args.init_from,
         command=shlex.join(["fer-train", *getattr(args, "argv", [])]),
     )
     metrics = train_run(opts)

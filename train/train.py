@@ -68,6 +68,11 @@ class TrainOptions:
     classes: tuple[str, ...] | None = None
     folds: int | None = None
     protocol: str = "leak-free"
+    #: "plateau" (seed 004's ReduceLROnPlateau) or "cosine" (lr -> 0 over ``epochs``).
+    schedule: str = "plateau"
+    #: A ``.keras`` model of the same architecture whose weights start this run (a second,
+    #: warm-restarted cycle); its run folder's provenance is copied into ``config.json``.
+    init_from: str | None = None
     command: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
@@ -133,6 +138,36 @@ def prepare_data(
 
 
 PROTOCOLS = ("leak-free", "seed002-leaky")
+SCHEDULES = ("plateau", "cosine")
+
+
+def cosine_lr(epoch: int, base_lr: float, epochs: int) -> float:
+    """Cosine decay from ``base_lr`` at epoch 0 towards 0 at ``epochs`` (half a cosine period).
+
+    Stateless in the epoch index, so ``--resume`` continues the same curve.
+    """
+    t = min(max(epoch, 0), epochs) / max(epochs, 1)
+    return float(base_lr * 0.5 * (1.0 + np.cos(np.pi * t)))
+
+
+def _init_provenance(path: Path) -> dict[str, Any]:
+    """What a warm start came from: the file's hash and, if beside it, its run's provenance."""
+    import hashlib
+
+    info: dict[str, Any] = {
+        "path": str(path),
+        "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+    }
+    parent = path.parent / "config.json"
+    if parent.is_file():
+        try:
+            cfg = json.loads(parent.read_text())
+        except json.JSONDecodeError as e:
+            raise DataError(f"{parent}: not valid JSON ({e})") from None
+        info["parent"] = {
+            k: cfg.get(k) for k in ("arch", "command", "resumed_with", "commit", "init_from")
+        }
+    return info
 
 
 def prepare_seed002_leaky(opts: TrainOptions) -> tuple[FaceSet, FaceSet, dict[str, Any]]:
@@ -220,9 +255,16 @@ def _callbacks(run: Path, opts: TrainOptions, state: dict[str, Any] | None) -> l
     es = ResumableEarlyStopping(
         monitor="val_accuracy", mode="max", patience=opts.patience, verbose=1
     )
-    rlr = ResumableReduceLR(
-        monitor="val_accuracy", mode="max", factor=0.2, patience=3, min_delta=1e-4, verbose=1
-    )
+    rlr: Any
+    if opts.schedule == "cosine":
+        rlr = keras.callbacks.LearningRateScheduler(
+            lambda epoch, lr: cosine_lr(epoch, opts.lr, opts.epochs)
+        )
+        rlr.wait = 0  # SaveState records it; a scheduler has no plateau counter
+    else:
+        rlr = ResumableReduceLR(
+            monitor="val_accuracy", mode="max", factor=0.2, patience=3, min_delta=1e-4, verbose=1
+        )
     ckpt = keras.callbacks.ModelCheckpoint(
         str(run / "model.keras"),
         monitor="val_accuracy",
@@ -275,6 +317,8 @@ def _fit(run: Path, train: FaceSet, val: FaceSet, opts: TrainOptions) -> dict[st
         model = create_model(
             opts.arch, num_classes=train.num_classes, input_shape=DEFAULT_CONTRACT.input_shape
         )
+        if opts.init_from:
+            _load_weights(model, Path(opts.init_from))
         model.compile(
             optimizer=keras.optimizers.Adam(opts.lr),
             loss=keras.losses.CategoricalCrossentropy(label_smoothing=opts.label_smoothing),
@@ -296,6 +340,23 @@ def _fit(run: Path, train: FaceSet, val: FaceSet, opts: TrainOptions) -> dict[st
     st.update(stopped=True, train_seconds=train_seconds)
     write_json(run / "state.json", st)
     return {"train_seconds": round(train_seconds, 1), "params": int(model.count_params())}
+
+
+def _load_weights(model: Any, path: Path) -> None:
+    """Copy the weights of the ``.keras`` file at ``path`` into ``model`` (same architecture)."""
+    import keras
+
+    try:
+        src = keras.models.load_model(path, compile=False)
+    except (OSError, ValueError) as e:
+        raise DataError(f"--init-from {path}: cannot load a Keras model ({e})") from None
+    try:
+        model.set_weights(src.get_weights())
+    except ValueError as e:
+        raise ConfigError(
+            f"--init-from {path}: its weights do not fit --arch {model.name} ({e})"
+        ) from None
+    log.info("weights initialised from %s", path)
 
 
 def _finish(
@@ -333,6 +394,14 @@ def train_run(opts: TrainOptions) -> dict[str, Any]:
         raise ConfigError(f"{run} exists and is not empty; choose another --out or pass --resume")
     if opts.protocol not in PROTOCOLS:
         raise ConfigError(f"unknown protocol {opts.protocol!r}; valid: {', '.join(PROTOCOLS)}")
+    if opts.schedule not in SCHEDULES:
+        raise ConfigError(f"unknown schedule {opts.schedule!r}; valid: {', '.join(SCHEDULES)}")
+    init_info = None
+    if opts.init_from:
+        init_path = Path(opts.init_from)
+        if not init_path.is_file():
+            raise ConfigError(f"--init-from {init_path}: no such file")
+        init_info = _init_provenance(init_path)
     if opts.protocol != "leak-free" and opts.folds:
         raise ConfigError("--folds is only available with the leak-free protocol")
     created = not run.exists()
@@ -341,6 +410,14 @@ def train_run(opts: TrainOptions) -> dict[str, Any]:
             train, val, report = prepare_seed002_leaky(opts)
         else:
             train, val, report = prepare_data(opts, allow_oversample=not opts.folds)
+        if opts.init_from:
+            # Fail before the run folder exists if the weights do not fit the architecture.
+            from train.models import create_model
+
+            _load_weights(
+                create_model(opts.arch, train.num_classes, DEFAULT_CONTRACT.input_shape),
+                Path(opts.init_from),
+            )
     except BaseException:
         if created and run.exists():
             shutil.rmtree(run)
@@ -358,6 +435,7 @@ def train_run(opts: TrainOptions) -> dict[str, Any]:
         "data": report,
         "command": opts.command or shlex.join(["fer-train", *sys.argv[1:]]),
         "commit": _git_commit(),
+        "init_from": init_info,
         "status": "running",
         "protocol": (
             "leak-free: exact duplicates removed inside Training and between Training and "

@@ -21,13 +21,16 @@ class AugmentConfig:
     zoom: float = 0.1
     brightness: float = 0.2
     contrast: float = 0.2
+    #: Probability of random erasing (a random rectangle, 2-33% of the face, filled with
+    #: noise): forces the model to use more than one facial region. 0 disables it.
+    erasing: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict."""
         return asdict(self)
 
 
-NONE = AugmentConfig(False, 0.0, 0.0, 0.0, 0.0, 0.0)
+NONE = AugmentConfig(False, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
 
 
 def build_augmenter(cfg: AugmentConfig, seed: int) -> Any:
@@ -53,4 +56,8 @@ def build_augmenter(cfg: AugmentConfig, seed: int) -> Any:
         )
     if cfg.contrast:
         layers.append(keras.layers.RandomContrast(cfg.contrast, seed=seed))
+    if cfg.erasing:
+        layers.append(
+            keras.layers.RandomErasing(factor=cfg.erasing, value_range=(0.0, 255.0), seed=seed)
+        )
     return keras.Sequential(layers, name="augment")
