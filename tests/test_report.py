@@ -49,3 +49,35 @@ def test_report_without_complete_runs(tmp_path: Path) -> None:
 
     with pytest.raises(DataError, match="no complete run folder"):
         write_report([tmp_path], tmp_path / "out", None, None)
+
+
+def test_report_leaky_table_and_warm_restart_lineage(tmp_path: Path) -> None:
+    """The leaky reproduction is kept out of the PublicTest table; warm restarts add up."""
+    from train.report import LEAKY_BEGIN, LEAKY_END
+
+    runs = tmp_path / "runs"
+    first = _run(runs, "lstm3", "bagga_cnn_lstm3", 0.62)
+    leaky = _run(runs, "lstm3-leaky", "bagga_cnn_lstm3", 0.80)
+    cfg = json.loads((leaky / "config.json").read_text())
+    cfg["options"]["protocol"] = "seed002-leaky"
+    cfg["data"] = {"test_fraction_seen_in_training": 0.6}
+    (leaky / "config.json").write_text(json.dumps(cfg))
+    # 100 test rows, 60 also in training; 52% right on the 40 never seen -> 98.67% on the 60 seen.
+    (leaky / "metrics.json").write_text(json.dumps({"accuracy": 0.8, "n": 100, "excluding_train_duplicates": {"accuracy": 0.52, "n": 40, "n_excluded": 60}}))  # fmt: skip
+    second = _run(runs, "lstm3-r2", "bagga_cnn_lstm3", 0.64)
+    cfg = json.loads((second / "config.json").read_text())
+    cfg["init_from"] = {"path": str(first / "model.keras"), "parent": {"command": "first cmd"}}
+    (second / "config.json").write_text(json.dumps(cfg))
+    md = tmp_path / "RESULTS.md"
+    md.write_text(f"# R\n\n{BEGIN}\n{END}\n\nmiddle\n\n{LEAKY_BEGIN}\n{LEAKY_END}\n")
+    out = tmp_path / "out"
+    assert main(["report", "--runs", str(first), str(leaky), str(second), "--out", str(out), "--markdown", str(md)]) == 0  # fmt: skip
+    text = md.read_text()
+    table = text.split(BEGIN)[1].split(END)[0]
+    assert "seed002-leaky" not in table and table.count("bagga_cnn_lstm3") == 2
+    assert "| 20 min | 2+2 |" in table  # 600 s + 600 s, two epochs per cycle
+    leaky_rows = text.split(LEAKY_BEGIN)[1].split(LEAKY_END)[0]
+    assert "| 100 | 60 (60.00 %) | 80.00 | 98.67 | 52.00 | 64.00 |" in leaky_rows
+    rows = {r["run"]: r for r in json.loads((out / "results.json").read_text())}
+    assert rows["lstm3-r2"]["lineage"][0]["command"] == "first cmd"
+    assert rows["lstm3-r2"]["train_seconds_total"] == 1200
