@@ -196,6 +196,10 @@ def _training_section(
         "commit": config.get("commit"),
         "protocol": config.get("protocol"),
         "options": options,
+        # A warm-restarted run: where its starting weights came from (the earlier cycle's
+        # command and commit), and any --resume continuations; part of the exact provenance.
+        "init_from": config.get("init_from"),
+        "resumed_with": config.get("resumed_with"),
         "convert": conv,
     }
 
