@@ -10,7 +10,7 @@ the median of ``invoke()`` alone, CPU time per face, model size and parameters. 
 (no fused LSTM state) it also times a batch of 4 faces in one invoke via
 ``resize_tensor_input``, to decide whether batching is worth it.
 
-Accuracy comes from ``runs/<name>*/metrics.json`` (``test_accuracy`` or ``accuracy``) when a
+Accuracy comes from ``runs/<name>*/metrics.json`` (best leak-free run; ``accuracy``) when a
 trained run exists; architectures without one are plotted at the bottom edge and marked "no
 trained run".
 
@@ -133,21 +133,27 @@ def time_batch(data: bytes, faces: np.ndarray, batch: int, invokes: int) -> dict
 
 
 def accuracy_of(arch: str, runs: Path) -> tuple[float | None, str | None]:
-    """Test accuracy of the newest trained run of ``arch`` (``runs/<arch>*/metrics.json``)."""
-    best: tuple[float, float, str] | None = None
+    """Best PublicTest accuracy of a finished leak-free run of ``arch`` (``runs/<arch>*/``).
+
+    Runs of other protocols (the seed-002 leaky reproduction scores its own leaky split) and
+    runs of other architectures whose names share the prefix are skipped.
+    """
+    best: tuple[float, str] | None = None
     for m in runs.glob(f"{arch}*/metrics.json"):
         try:
             d = json.loads(m.read_text())
+            cfg = json.loads((m.parent / "config.json").read_text())
         except (OSError, json.JSONDecodeError):
+            continue
+        protocol = (cfg.get("options") or {}).get("protocol", "leak-free")
+        if cfg.get("arch") != arch or protocol != "leak-free":
             continue
         acc = d.get("test_accuracy", d.get("accuracy"))
         if isinstance(d.get("test"), dict):
             acc = d["test"].get("accuracy", acc)
-        if isinstance(acc, int | float):
-            mtime = m.stat().st_mtime
-            if best is None or mtime > best[0]:
-                best = (mtime, float(acc), str(m.resolve().relative_to(REPO)))
-    return (best[1], best[2]) if best else (None, None)
+        if isinstance(acc, int | float) and (best is None or acc > best[0]):
+            best = (float(acc), str(m.resolve().relative_to(REPO)))
+    return best if best else (None, None)
 
 
 def plot(results: list[dict[str, Any]], path: Path) -> None:
