@@ -37,7 +37,7 @@ from edge.camera import FrameSource, create_source
 from edge.classify.base import Classifier
 from edge.config import EdgeConfig
 from edge.contract import crop_face
-from edge.detect import FaceFinder, create_detector
+from edge.detect import FaceFinder, create_finder
 from edge.errors import FerEdgeError, PublishError, SourceError
 from edge.events import Event, ModelRef
 from edge.publish.base import Sink
@@ -210,10 +210,7 @@ class Pipeline:
         if cfg.detector.num_threads:
             # OpenCV's pool serves detectMultiScale, resize and colour conversion (global).
             cv2.setNumThreads(cfg.detector.num_threads)
-        detector = create_detector(cfg.detector)
-        finder = FaceFinder(
-            detector, detect_every=cfg.detector.detect_every, roi_scale=cfg.detector.roi_scale
-        )
+        finder = create_finder(cfg.detector)
         self.finder = finder
         t = cfg.tracking
         tracker = Tracker(

@@ -258,8 +258,16 @@ def run_bench(
         },
         "detector": {
             "type": run_cfg.detector.type,
+            "motion_gate": run_cfg.detector.motion_gate,
             "full_runs": finder.full_runs if finder else None,
             "roi_runs": finder.roi_runs if finder else None,
+            # Motion-gated schedule only (0 otherwise): frames whose moving regions were
+            # searched, and full passes triggered by wide motion / by full_every.
+            "motion_runs": finder.motion_runs if finder else None,
+            "motion_full_runs": finder.motion_full_runs if finder else None,
+            "periodic_full_runs": finder.periodic_full_runs if finder else None,
+            "motion_skipped": finder.motion_skipped if finder else None,
+            "motion_area": round(finder.motion_area, 3) if finder else None,
         },
         "faces": {"total": summary.faces, "events": dict(summary.events)},
     }
@@ -294,7 +302,12 @@ def format_report(report: dict[str, Any]) -> str:
         f"start-up ({su['origin']}): first frame {su['first_frame']} s, first event "
         f"{su['first_event']} s",
         f"detector {det['type']}: {det['full_runs']} full-frame passes, {det['roi_runs']} "
-        "region searches",
+        "frames without one"
+        + (
+            f" ({det['motion_runs']} searched moving regions; motion gate)"
+            if det.get("motion_gate")
+            else ""
+        ),
     ]
     return "\n".join(lines)
 

@@ -6,6 +6,7 @@ from typing import Any
 
 from edge.detect.base import Detection, FaceDetector
 from edge.detect.haar import HaarDetector
+from edge.detect.motion import Motion, MotionDetector
 from edge.detect.scheduler import FaceFinder
 from edge.detect.yunet import YuNetDetector
 from edge.errors import ConfigError
@@ -46,12 +47,42 @@ def create_detector(cfg: Any) -> FaceDetector:
     raise ConfigError(f"detector.type {cfg.type!r} is not one of {sorted(DETECTORS)}")
 
 
+def create_finder(cfg: Any, detector: FaceDetector | None = None) -> FaceFinder:
+    """Build the detection scheduler of a ``DetectorConfig``: periodic, or motion-gated when
+    ``cfg.motion_gate`` is set.
+
+    Args:
+        cfg: The ``[detector]`` config.
+        detector: Use this detector instead of :func:`create_detector` (tests, benchmarks).
+
+    Raises:
+        ConfigError, DetectorError: as :func:`create_detector`.
+    """
+    det = detector if detector is not None else create_detector(cfg)
+    motion = None
+    if cfg.motion_gate:
+        motion = MotionDetector(
+            width=cfg.motion_width, threshold=cfg.motion_threshold, min_area=cfg.motion_min_area
+        )
+    return FaceFinder(
+        det,
+        detect_every=cfg.detect_every,
+        roi_scale=cfg.roi_scale,
+        motion=motion,
+        full_every=cfg.full_every,
+        motion_full_area=cfg.motion_full_area,
+    )
+
+
 __all__ = [
     "DETECTORS",
     "Detection",
     "FaceDetector",
     "FaceFinder",
     "HaarDetector",
+    "Motion",
+    "MotionDetector",
     "YuNetDetector",
     "create_detector",
+    "create_finder",
 ]
