@@ -63,7 +63,10 @@ def test_report_leaky_table_and_warm_restart_lineage(tmp_path: Path) -> None:
     cfg["data"] = {"test_fraction_seen_in_training": 0.6}
     (leaky / "config.json").write_text(json.dumps(cfg))
     # 100 test rows, 60 also in training; 52% right on the 40 never seen -> 98.67% on the 60 seen.
-    (leaky / "metrics.json").write_text(json.dumps({"accuracy": 0.8, "n": 100, "excluding_train_duplicates": {"accuracy": 0.52, "n": 40, "n_excluded": 60}}))  # fmt: skip
+    # Class "a": 60 rows all seen (recall 0.95); class "b": 40 rows never seen (recall 0.5).
+    per_all = {"a": {"support": 60, "recall": 0.95}, "b": {"support": 40, "recall": 0.5}}
+    per_unseen = {"a": {"support": 0, "recall": None}, "b": {"support": 40, "recall": 0.5}}
+    (leaky / "metrics.json").write_text(json.dumps({"accuracy": 0.8, "n": 100, "per_class": per_all, "excluding_train_duplicates": {"accuracy": 0.52, "n": 40, "n_excluded": 60, "per_class": per_unseen}}))  # fmt: skip
     second = _run(runs, "lstm3-r2", "bagga_cnn_lstm3", 0.64)
     cfg = json.loads((second / "config.json").read_text())
     cfg["init_from"] = {"path": str(first / "model.keras"), "parent": {"command": "first cmd"}}
@@ -78,6 +81,7 @@ def test_report_leaky_table_and_warm_restart_lineage(tmp_path: Path) -> None:
     assert "| 20 min | 2+2 |" in table  # 600 s + 600 s, two epochs per cycle
     leaky_rows = text.split(LEAKY_BEGIN)[1].split(LEAKY_END)[0]
     assert "| 100 | 60 (60.00 %) | 80.00 | 98.67 | 52.00 | 64.00 |" in leaky_rows
+    assert "| a | 60 | 95.00 | 0 | – |" in leaky_rows and "| b | 0 | – | 40 | 50.00 |" in leaky_rows
     rows = {r["run"]: r for r in json.loads((out / "results.json").read_text())}
     assert rows["lstm3-r2"]["lineage"][0]["command"] == "first cmd"
     assert rows["lstm3-r2"]["train_seconds_total"] == 1200

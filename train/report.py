@@ -101,6 +101,10 @@ def collect_run(run: Path, latency: dict[str, float]) -> dict[str, Any] | None:
         "n": metrics.get("n"),
         "n_excluded": excl.get("n_excluded"),
         "test_fraction_seen_in_training": data.get("test_fraction_seen_in_training"),
+        "per_class_seen_unseen": _seen_unseen(metrics),
+        "per_class_recall": {
+            k: v.get("recall") for k, v in (metrics.get("per_class") or {}).items()
+        },
         "claim": SEED_CLAIMS.get(arch, ""),
         "command": cfg.get("command"),
         "commit": cfg.get("commit"),
@@ -127,6 +131,30 @@ def _lineage(cfg: dict[str, Any], depth: int = 0) -> list[dict[str, Any]]:
         "command": (init.get("parent") or {}).get("command") or pcfg.get("command"),
     }
     return [*_lineage(pcfg, depth + 1), cycle]
+
+
+def _seen_unseen(metrics: dict[str, Any]) -> dict[str, dict[str, Any]] | None:
+    """Per-class recall on the test rows also in training ("seen") and on the rest.
+
+    Derived from the per-class recall on all rows and on the rows without a training twin.
+    """
+    allc = metrics.get("per_class") or {}
+    unseen = (metrics.get("excluding_train_duplicates") or {}).get("per_class") or {}
+    if not allc or not unseen:
+        return None
+    out = {}
+    for name, c in allc.items():
+        n, r = c.get("support") or 0, c.get("recall") or 0.0
+        u = unseen.get(name) or {}
+        nu, ru = u.get("support") or 0, u.get("recall") or 0.0
+        ns = n - nu
+        out[name] = {
+            "n_seen": ns,
+            "recall_seen": (r * n - ru * nu) / ns if ns else None,
+            "n_unseen": nu,
+            "recall_unseen": ru if nu else None,
+        }
+    return out
 
 
 def _epochs(run: Path) -> int | None:
@@ -200,7 +228,26 @@ def leaky_table(rows: list[dict[str, Any]]) -> str:
             f"| {n_seen if n_seen is not None else '–'} ({_pct(frac)} %) | {_pct(acc)} "
             f"| {_pct(seen_acc)} | {_pct(unseen['accuracy'])} | {_pct(ref)} | {r['claim']} |"
         )
-    return head + "\n".join(lines) + "\n" if lines else ""
+    if not lines:
+        return ""
+    text = head + "\n".join(lines) + "\n"
+    for r in rows:
+        per = r.get("per_class_seen_unseen")
+        if r["protocol"] == "leak-free" or not per:
+            continue
+        ref = (honest.get(r["arch"]) or {}).get("per_class_recall") or {}
+        text += (
+            f"\nPer class, `{r['arch']}` ({r['protocol']}): recall on test rows that are copies "
+            "of training rows vs on the rest, beside the leak-free model's PublicTest recall.\n\n"
+            "| class | seen test rows | recall on seen | never-seen test rows | recall on never-seen "
+            "| leak-free PublicTest recall |\n| --- | ---: | ---: | ---: | ---: | ---: |\n"
+        )
+        for name, c in per.items():
+            text += (
+                f"| {name} | {c['n_seen']:,} | {_pct(c['recall_seen'])} | {c['n_unseen']:,} "
+                f"| {_pct(c['recall_unseen'])} | {_pct(ref.get(name))} |\n"
+            )
+    return text
 
 
 def _splice(text: str, begin: str, end: str, body: str) -> str:
