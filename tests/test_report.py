@@ -53,7 +53,7 @@ def test_report_without_complete_runs(tmp_path: Path) -> None:
 
 def test_report_leaky_table_and_warm_restart_lineage(tmp_path: Path) -> None:
     """The leaky reproduction is kept out of the PublicTest table; warm restarts add up."""
-    from train.report import LEAKY_BEGIN, LEAKY_END
+    from train.report import LEAKY_BEGIN, LEAKY_END, TWINS_BEGIN, TWINS_END
 
     runs = tmp_path / "runs"
     first = _run(runs, "lstm3", "bagga_cnn_lstm3", 0.62)
@@ -72,7 +72,9 @@ def test_report_leaky_table_and_warm_restart_lineage(tmp_path: Path) -> None:
     cfg["init_from"] = {"path": str(first / "model.keras"), "parent": {"command": "first cmd"}}
     (second / "config.json").write_text(json.dumps(cfg))
     md = tmp_path / "RESULTS.md"
-    md.write_text(f"# R\n\n{BEGIN}\n{END}\n\nmiddle\n\n{LEAKY_BEGIN}\n{LEAKY_END}\n")
+    md.write_text(
+        f"# R\n\n{BEGIN}\n{END}\n\n{LEAKY_BEGIN}\n{LEAKY_END}\n\n{TWINS_BEGIN}\n{TWINS_END}\n"
+    )
     out = tmp_path / "out"
     assert main(["report", "--runs", str(first), str(leaky), str(second), "--out", str(out), "--markdown", str(md)]) == 0  # fmt: skip
     text = md.read_text()
@@ -81,6 +83,9 @@ def test_report_leaky_table_and_warm_restart_lineage(tmp_path: Path) -> None:
     assert "| 20 min | 2+2 |" in table  # 600 s + 600 s, two epochs per cycle
     leaky_rows = text.split(LEAKY_BEGIN)[1].split(LEAKY_END)[0]
     assert "| 100 | 60 (60.00 %) | 80.00 | 98.67 | 52.00 | 64.00 |" in leaky_rows
+    twins = text.split(TWINS_BEGIN)[1].split(TWINS_END)[0]
+    assert "| `lstm3` float | 62.00 % (n=10) | 61.00 % (n=9) | – |" in twins
+    assert "| `lstm3` int8 | 61.80 % |" in twins and "leaky" not in twins
     assert "| a | 60 | 95.00 | 0 | – |" in leaky_rows and "| b | 0 | – | 40 | 50.00 |" in leaky_rows
     rows = {r["run"]: r for r in json.loads((out / "results.json").read_text())}
     assert rows["lstm3-r2"]["lineage"][0]["command"] == "first cmd"

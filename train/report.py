@@ -39,6 +39,7 @@ SEED_CLAIMS: dict[str, str] = {
 COPY_SUFFIXES = {".json", ".csv", ".png"}
 BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
 LEAKY_BEGIN, LEAKY_END = "<!-- leaky:begin -->", "<!-- leaky:end -->"
+TWINS_BEGIN, TWINS_END = "<!-- twins:begin -->", "<!-- twins:end -->"
 
 
 def _load(path: Path) -> dict[str, Any] | None:
@@ -65,6 +66,7 @@ def collect_run(run: Path, latency: dict[str, float]) -> dict[str, Any] | None:
     arch = cfg["arch"]
     int8_meta = _load(run / "int8.json") or {}
     int8_eval = _load(run / "int8_eval" / "metrics.json") or {}
+    ferplus = _load(run / "ferplus7_eval" / "metrics.json") or {}
     parity = int8_meta.get("parity") or int8_meta.get("metadata", {}).get("parity") or {}
     tfl = run / "int8.tflite"
     excl = metrics.get("excluding_train_duplicates") or {}
@@ -89,6 +91,10 @@ def collect_run(run: Path, latency: dict[str, float]) -> dict[str, Any] | None:
             "macro_f1": int8_eval.get("macro_f1", parity.get("converted_macro_f1")),
             "auc_macro": int8_eval.get("auc_macro"),
         },
+        "int8_excl_twins": {
+            k: (int8_eval.get("excluding_train_duplicates") or {}).get(k) for k in ("accuracy", "n")
+        },
+        "ferplus7": {k: ferplus.get(k) for k in ("accuracy", "macro_f1", "n")},
         "int8_drop_pp": parity.get("drop_pp"),
         "tflite_bytes": tfl.stat().st_size if tfl.is_file() else None,
         "latency_ms": latency.get(arch),
@@ -250,6 +256,36 @@ def leaky_table(rows: list[dict[str, Any]]) -> str:
     return text
 
 
+def twins_table(rows: list[dict[str, Any]]) -> str:
+    """PublicTest with and without the rows that have a Training twin, and vs FERPlus labels."""
+    head = (
+        "| model | PublicTest | PublicTest w/o rows with a Training twin | PublicTest, FERPlus "
+        "majority labels (7 classes) |\n| --- | ---: | ---: | ---: |\n"
+    )
+    lines = []
+    for r in rows:
+        if r["protocol"] != "leak-free":
+            continue
+        fp = r.get("ferplus7") or {}
+        fp_text = (
+            f"{_pct(fp['accuracy'])} % (macro-F1 {_num(fp.get('macro_f1'))}, n={fp.get('n')})"
+            if fp.get("accuracy") is not None
+            else "–"
+        )
+        excl_n = r["float_excl_twins"].get("n")
+        lines.append(
+            f"| `{r['run']}` float | {_pct(r['float']['accuracy'])} % (n={r['n']}) "
+            f"| {_pct(r['float_excl_twins']['accuracy'])} % (n={excl_n}) | {fp_text} |"
+        )
+        q = r.get("int8_excl_twins") or {}
+        if r["int8"]["accuracy"] is not None:
+            lines.append(
+                f"| `{r['run']}` int8 | {_pct(r['int8']['accuracy'])} % "
+                f"| {_pct(q.get('accuracy'))} % | – |"
+            )
+    return head + "\n".join(lines) + "\n"
+
+
 def _splice(text: str, begin: str, end: str, body: str) -> str:
     if begin not in text or end not in text:
         text += f"\n{begin}\n{end}\n"
@@ -293,6 +329,8 @@ def write_report(
         honest = [r for r in rows if r["protocol"] == "leak-free"]
         text = markdown.read_text() if markdown.exists() else "# Results\n"
         text = _splice(text, BEGIN, END, markdown_table(honest))
+        if TWINS_BEGIN in text:
+            text = _splice(text, TWINS_BEGIN, TWINS_END, twins_table(honest))
         leaky = leaky_table(rows)
         if leaky:
             text = _splice(text, LEAKY_BEGIN, LEAKY_END, leaky)
