@@ -187,7 +187,7 @@ def markdown_table(rows: Iterable[dict[str, Any]]) -> str:
         cycles = r.get("epochs_by_cycle")
         ep = "+".join(str(e) for e in cycles) if cycles else (r["epochs"] or "–")
         lines.append(
-            f"| `{r['arch']}`{' (' + r['protocol'] + ')' if r['protocol'] != 'leak-free' else ''} "
+            f"| {_name(r)}{' (' + r['protocol'] + ')' if r['protocol'] != 'leak-free' else ''} "
             f"| {r['seed']} | {r['kind']} | {r['params']:,} "
             f"| {_pct(f['accuracy'])} / {_pct(q['accuracy'])} "
             f"| {_num(f['macro_f1'])} / {_num(q['macro_f1'])} "
@@ -196,6 +196,11 @@ def markdown_table(rows: Iterable[dict[str, Any]]) -> str:
             f"| {kb} | {_num(r['latency_ms'])} | {t} | {ep} | {r['claim']} |"
         )
     return head + "\n".join(lines) + "\n"
+
+
+def _name(r: dict[str, Any]) -> str:
+    """The architecture, and the run folder when it is not named after the architecture alone."""
+    return f"`{r['arch']}`" + (f" (run `{r['run']}`)" if r["run"] != r["arch"] else "")
 
 
 def leaky_table(rows: list[dict[str, Any]]) -> str:
@@ -212,10 +217,10 @@ def leaky_table(rows: list[dict[str, Any]]) -> str:
         ):
             honest[r["arch"]] = r
     head = (
-        "| architecture | protocol | test rows | test rows also in training | accuracy % on its "
+        "| architecture | protocol | epochs | test rows | test rows also in training | accuracy % on its "
         "test split | on the seen test rows | on the never-seen test rows | same architecture, "
         "leak-free PublicTest % | seed's own claim |\n"
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |\n"
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |\n"
     )
     lines = []
     for r in rows:
@@ -230,7 +235,7 @@ def leaky_table(rows: list[dict[str, Any]]) -> str:
         frac = r.get("test_fraction_seen_in_training")
         ref = honest.get(r["arch"], {}).get("float", {}).get("accuracy")
         lines.append(
-            f"| `{r['arch']}` | {r['protocol']} | {n:,} "
+            f"| {_name(r)} | {r['protocol']} | {r['epochs'] or '–'} | {n:,} "
             f"| {n_seen if n_seen is not None else '–'} ({_pct(frac)} %) | {_pct(acc)} "
             f"| {_pct(seen_acc)} | {_pct(unseen['accuracy'])} | {_pct(ref)} | {r['claim']} |"
         )
@@ -243,7 +248,8 @@ def leaky_table(rows: list[dict[str, Any]]) -> str:
             continue
         ref = (honest.get(r["arch"]) or {}).get("per_class_recall") or {}
         text += (
-            f"\nPer class, `{r['arch']}` ({r['protocol']}): recall on test rows that are copies "
+            f"\nPer class, {_name(r)} ({r['protocol']}, {r['epochs']} epochs): recall on test rows "
+            "that are copies "
             "of training rows vs on the rest, beside the leak-free model's PublicTest recall.\n\n"
             "| class | seen test rows | recall on seen | never-seen test rows | recall on never-seen "
             "| leak-free PublicTest recall |\n| --- | ---: | ---: | ---: | ---: | ---: |\n"
