@@ -30,6 +30,18 @@ def _require(path: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
+def model_path() -> Path:
+    """The bundled default model (``FER_EDGE_TEST_MODEL`` overrides it for development)."""
+    from edge.config import default_model_path
+
+    override = os.environ.get("FER_EDGE_TEST_MODEL")
+    path = Path(override) if override else default_model_path()
+    if not path.is_file():
+        pytest.skip(f"bundled model {path} is absent (the lead bundles edge/models/default.tflite)")
+    return path
+
+
+@pytest.fixture(scope="session")
 def fer_csv() -> Path:
     """The real FER2013 Training+PublicTest CSV (gzip)."""
     return _require(FER_CSV)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 
 import pytest
@@ -172,9 +171,9 @@ def test_world_readable_secret_warns(tmp_path: Path, caplog: pytest.LogCaptureFi
 
 
 def test_validate_config_exit_codes(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], bundled_model_or_skip: Path
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], model_path: Path
 ) -> None:
-    good = write(tmp_path, f'device_id = "cam1"\n[model]\npath = "{bundled_model_or_skip}"\n')
+    good = write(tmp_path, f'device_id = "cam1"\n[model]\npath = "{model_path}"\n')
     assert main(["validate-config", str(good)]) == 0
     out = capsys.readouterr().out
     assert "valid" in out and "device_id=cam1" in out
@@ -206,12 +205,3 @@ def test_realtime_flag_rejected_for_camera(
 ) -> None:
     assert main(["run", "--source", "0", "--realtime"]) == 2
     assert "file source" in capsys.readouterr().err
-
-
-@pytest.fixture
-def bundled_model_or_skip() -> Path:
-    override = os.environ.get("FER_EDGE_TEST_MODEL")
-    path = Path(override) if override else default_model_path()
-    if not path.is_file():
-        pytest.skip(f"bundled model {path} is absent (the lead bundles edge/models/default.tflite)")
-    return path

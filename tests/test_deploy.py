@@ -165,23 +165,12 @@ def test_push_refuses_a_file_the_device_cannot_read_as_a_model(
     assert "info" in log and "rm -rf /tmp/fer-edge-push." in log  # staging cleaned up
 
 
-def _real_model() -> Path:
-    """The bundled model, or ``$FER_EDGE_TEST_MODEL`` (any .tflite with fer-edge metadata)."""
-    from edge.config import default_model_path
-
-    env = os.environ.get("FER_EDGE_TEST_MODEL")
-    path = Path(env) if env else default_model_path()
-    if not path.is_file():
-        pytest.skip(f"no bundled model at {path} yet")
-    return path
-
-
 def test_push_installs_verified_model_and_swaps_link(
-    device: dict[str, object], tmp_path: Path
+    device: dict[str, object], tmp_path: Path, model_path: Path
 ) -> None:
     from edge.cli import model_info
 
-    src = _real_model()
+    src = model_path
     model = tmp_path / "bagga.tflite"
     shutil.copy(src, model)
     meta = model_info(model)["metadata"]

@@ -8,7 +8,6 @@ message on ``fer/<device>/state`` is the fold of the events published before it.
 from __future__ import annotations
 
 import json
-import os
 import time
 import uuid
 from pathlib import Path
@@ -18,7 +17,7 @@ import pytest
 from broker import Mosquitto, Subscriber
 
 from edge import __version__
-from edge.config import default_model_path, load_config
+from edge.config import load_config
 from edge.contract import FERPLUS_LABELS
 from edge.events import Event, ModelRef
 from edge.model_meta import read_metadata
@@ -26,16 +25,6 @@ from edge.publish.config import MqttSinkConfig
 from edge.publish.homeassistant import OBJECT_IDS, discovery_configs, node_id
 from edge.publish.mqtt import MqttSink
 from edge.state import STATE_SCHEMA, FaceState, build_state
-
-
-@pytest.fixture(scope="module")
-def model_path() -> Path:
-    """The bundled default model (FER_EDGE_TEST_MODEL overrides it, as in test_pipeline)."""
-    override = os.environ.get("FER_EDGE_TEST_MODEL")
-    path = Path(override) if override else default_model_path()
-    if not path.is_file():
-        pytest.skip(f"bundled model {path} is absent (the lead bundles edge/models/default.tflite)")
-    return path
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import signal
 import subprocess
 import sys
@@ -24,22 +23,12 @@ import pytest
 from facevideo import Placement, detectable, load_fer_faces, render, write_video
 
 from edge.app import Pipeline, frame_problem
-from edge.config import default_model_path, load_config
+from edge.config import load_config
 from edge.events import Event
 from edge.model_meta import file_sha256, read_metadata
 
 REPO = Path(__file__).resolve().parents[1]
 N_FRAMES = 40
-
-
-@pytest.fixture(scope="module")
-def model_path() -> Path:
-    """The bundled default model (FER_EDGE_TEST_MODEL overrides it for development)."""
-    override = os.environ.get("FER_EDGE_TEST_MODEL")
-    path = Path(override) if override else default_model_path()
-    if not path.is_file():
-        pytest.skip(f"bundled model {path} is absent (the lead bundles edge/models/default.tflite)")
-    return path
 
 
 @pytest.fixture(scope="module")

@@ -50,14 +50,6 @@ FPS = 10.0
 
 
 @pytest.fixture(scope="module")
-def model_path() -> Path:
-    path = default_model_path()
-    if not path.is_file():
-        pytest.skip(f"bundled model {path} is absent")
-    return path
-
-
-@pytest.fixture(scope="module")
 def faces_video(tmp_path_factory: pytest.TempPathFactory, fer_slice_csv: Path) -> Path:
     """20 frames (2 s at 10 fps) with two still, detectable FER2013 faces in every frame."""
     faces = load_fer_faces(fer_slice_csv, 60)

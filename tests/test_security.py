@@ -30,7 +30,7 @@ import pytest
 from broker import BrokerError, Mosquitto, Subscriber
 
 from edge.app import Pipeline
-from edge.config import default_model_path, default_sample_path, load_config
+from edge.config import default_sample_path, load_config
 from edge.events import Event
 
 REPO = Path(__file__).resolve().parents[1]
@@ -38,14 +38,6 @@ SECRET = "Pa55-w0rd-that-must-never-leak"
 WRONG = "Wr0ng-guess-also-secret"
 
 pytestmark = pytest.mark.broker
-
-
-@pytest.fixture(scope="module")
-def model_path() -> Path:
-    path = default_model_path()
-    if not path.is_file():
-        pytest.skip(f"bundled model {path} is absent")
-    return path
 
 
 def _pw_file(tmp: Path, secret: str = SECRET) -> Path:
