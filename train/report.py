@@ -139,6 +139,12 @@ def _lineage(cfg: dict[str, Any], depth: int = 0) -> list[dict[str, Any]]:
     return [*_lineage(pcfg, depth + 1), cycle]
 
 
+def _rate_on_seen(rate: float, n: int, rate_unseen: float, n_unseen: int) -> float | None:
+    """A rate on the "seen" rows, from the rate on all ``n`` rows and on the ``n_unseen`` rest."""
+    n_seen = n - n_unseen
+    return (rate * n - rate_unseen * n_unseen) / n_seen if n_seen else None
+
+
 def _seen_unseen(metrics: dict[str, Any]) -> dict[str, dict[str, Any]] | None:
     """Per-class recall on the test rows also in training ("seen") and on the rest.
 
@@ -153,10 +159,9 @@ def _seen_unseen(metrics: dict[str, Any]) -> dict[str, dict[str, Any]] | None:
         n, r = c.get("support") or 0, c.get("recall") or 0.0
         u = unseen.get(name) or {}
         nu, ru = u.get("support") or 0, u.get("recall") or 0.0
-        ns = n - nu
         out[name] = {
-            "n_seen": ns,
-            "recall_seen": (r * n - ru * nu) / ns if ns else None,
+            "n_seen": n - nu,
+            "recall_seen": _rate_on_seen(r, n, ru, nu),
             "n_unseen": nu,
             "recall_unseen": ru if nu else None,
         }
@@ -230,8 +235,8 @@ def leaky_table(rows: list[dict[str, Any]]) -> str:
         unseen = r["float_excl_twins"]
         n_seen = r.get("n_excluded")
         seen_acc = None
-        if isinstance(n, int) and isinstance(n_seen, int) and n_seen and unseen["n"] is not None:
-            seen_acc = (acc * n - (unseen["accuracy"] or 0.0) * unseen["n"]) / n_seen
+        if isinstance(n, int) and isinstance(n_seen, int) and unseen["n"] is not None:
+            seen_acc = _rate_on_seen(acc, n, unseen["accuracy"] or 0.0, unseen["n"])
         frac = r.get("test_fraction_seen_in_training")
         ref = honest.get(r["arch"], {}).get("float", {}).get("accuracy")
         lines.append(
@@ -249,8 +254,8 @@ def leaky_table(rows: list[dict[str, Any]]) -> str:
         ref = (honest.get(r["arch"]) or {}).get("per_class_recall") or {}
         text += (
             f"\nPer class, {_name(r)} ({r['protocol']}, {r['epochs']} epochs): recall on test rows "
-            "that are copies "
-            "of training rows vs on the rest, beside the leak-free model's PublicTest recall.\n\n"
+            "that are copies of training rows vs on the rest, beside the leak-free model's "
+            "PublicTest recall.\n\n"
             "| class | seen test rows | recall on seen | never-seen test rows | recall on never-seen "
             "| leak-free PublicTest recall |\n| --- | ---: | ---: | ---: | ---: | ---: |\n"
         )

@@ -264,7 +264,6 @@ def _callbacks(run: Path, opts: TrainOptions, state: dict[str, Any] | None) -> l
         rlr = keras.callbacks.LearningRateScheduler(
             lambda epoch, lr: cosine_lr(epoch, opts.lr, opts.epochs)
         )
-        rlr.wait = 0  # SaveState records it; a scheduler has no plateau counter
     else:
         rlr = ResumableReduceLR(
             monitor="val_accuracy", mode="max", factor=0.2, patience=3, min_delta=1e-4, verbose=1
@@ -290,7 +289,8 @@ def _callbacks(run: Path, opts: TrainOptions, state: dict[str, Any] | None) -> l
                     "epoch": epoch,
                     "best": float(ckpt.best),
                     "es_wait": int(es.wait),
-                    "lr_wait": int(rlr.wait),
+                    # A cosine scheduler has no plateau counter.
+                    "lr_wait": int(getattr(rlr, "wait", 0)),
                     "lr": float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)),
                     "stopped": False,
                 },
@@ -301,7 +301,11 @@ def _callbacks(run: Path, opts: TrainOptions, state: dict[str, Any] | None) -> l
     return [ckpt, es, rlr, csv, SaveState()]
 
 
-def _fit(run: Path, train: FaceSet, val: FaceSet, opts: TrainOptions) -> dict[str, Any]:
+def _fit(
+    run: Path, train: FaceSet, val: FaceSet, opts: TrainOptions, initial: Any = None
+) -> dict[str, Any]:
+    """Train (or resume) into ``run``. ``initial``: an already built model to start from (the
+    ``--init-from`` weights loaded once by :func:`train_run`); otherwise a fresh one is built."""
     import keras
 
     from train.models import create_model
@@ -318,11 +322,13 @@ def _fit(run: Path, train: FaceSet, val: FaceSet, opts: TrainOptions) -> dict[st
             state["best"],
         )
     else:
-        model = create_model(
-            opts.arch, num_classes=train.num_classes, input_shape=DEFAULT_CONTRACT.input_shape
-        )
-        if opts.init_from:
-            _load_weights(model, Path(opts.init_from))
+        model = initial
+        if model is None:
+            model = create_model(
+                opts.arch, num_classes=train.num_classes, input_shape=DEFAULT_CONTRACT.input_shape
+            )
+            if opts.init_from:  # K-fold: every fold starts from the same weights
+                _load_weights(model, Path(opts.init_from))
         model.compile(
             optimizer=keras.optimizers.Adam(opts.lr),
             loss=keras.losses.CategoricalCrossentropy(label_smoothing=opts.label_smoothing),
@@ -414,14 +420,14 @@ def train_run(opts: TrainOptions) -> dict[str, Any]:
             train, val, report = prepare_seed002_leaky(opts)
         else:
             train, val, report = prepare_data(opts, allow_oversample=not opts.folds)
-        if opts.init_from:
-            # Fail before the run folder exists if the weights do not fit the architecture.
+        initial = None
+        if opts.init_from and not opts.folds:
+            # Loaded here, before the run folder exists, so weights that do not fit the
+            # architecture fail cleanly; _fit then trains this very model.
             from train.models import create_model
 
-            _load_weights(
-                create_model(opts.arch, train.num_classes, DEFAULT_CONTRACT.input_shape),
-                Path(opts.init_from),
-            )
+            initial = create_model(opts.arch, train.num_classes, DEFAULT_CONTRACT.input_shape)
+            _load_weights(initial, Path(opts.init_from))
     except BaseException:
         if created and run.exists():
             shutil.rmtree(run)
@@ -465,7 +471,7 @@ def train_run(opts: TrainOptions) -> dict[str, Any]:
     if opts.folds:
         metrics = _kfold(run, train, opts)
     else:
-        extra = _fit(run, train, val, opts)
+        extra = _fit(run, train, val, opts, initial)
         metrics = _finish(run, val, extra, twin_rows)
     config["status"] = "complete"
     write_json(run / "config.json", config)
