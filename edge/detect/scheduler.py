@@ -203,20 +203,23 @@ class FaceFinder:
         # and the context the cascade needs fit.
         x, y, w, h = region
         pad = max(0.5 * max(w, h), float(self.detector.min_face))
-        x0, y0 = max(0, int(x - pad)), max(0, int(y - pad))
-        x1, y1 = min(fw, int(x + w + pad + 0.5)), min(fh, int(y + h + pad + 0.5))
-        return (x0, y0, x1 - x0, y1 - y0)
+        return _clamped(x - pad, y - pad, x + w + pad, y + h + pad, fw, fh)
 
     @staticmethod
     def _roi(box: Box, scale: float, fw: int, fh: int) -> tuple[int, int, int, int]:
         x, y, w, h = box
-        side = max(w, h) * scale
+        half = max(w, h) * scale / 2.0
         cx, cy = x + w / 2.0, y + h / 2.0
-        x0 = max(0, int(cx - side / 2.0))
-        y0 = max(0, int(cy - side / 2.0))
-        x1 = min(fw, int(cx + side / 2.0 + 0.5))
-        y1 = min(fh, int(cy + side / 2.0 + 0.5))
-        return (x0, y0, x1 - x0, y1 - y0)
+        return _clamped(cx - half, cy - half, cx + half, cy + half, fw, fh)
+
+
+def _clamped(
+    x0: float, y0: float, x1: float, y1: float, fw: int, fh: int
+) -> tuple[int, int, int, int]:
+    """Integer ``(x, y, w, h)`` of the corners' box, clipped to a ``fw`` x ``fh`` frame."""
+    ix0, iy0 = max(0, int(x0)), max(0, int(y0))
+    ix1, iy1 = min(fw, int(x1 + 0.5)), min(fh, int(y1 + 0.5))
+    return (ix0, iy0, ix1 - ix0, iy1 - iy0)
 
 
 def _merge(found: list[Detection], hits: Sequence[Detection]) -> None:
@@ -237,9 +240,9 @@ def _union_overlapping(
         merged = False
         for i in range(len(out)):
             for j in range(i + 1, len(out)):
-                ax, ay, aw, ah = out[i]
-                bx, by, bw, bh = out[j]
-                if ax < bx + bw and bx < ax + aw and ay < by + bh and by < ay + ah:
+                if iou(out[i], out[j]) > 0.0:  # they overlap
+                    ax, ay, aw, ah = out[i]
+                    bx, by, bw, bh = out[j]
                     x0, y0 = min(ax, bx), min(ay, by)
                     x1, y1 = max(ax + aw, bx + bw), max(ay + ah, by + bh)
                     out[i] = (x0, y0, x1 - x0, y1 - y0)
