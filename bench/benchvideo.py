@@ -100,20 +100,31 @@ def render(portrait: np.ndarray, n: int = FRAMES) -> tuple[list[np.ndarray], lis
     return frames, truths
 
 
-def write(out: Path, portrait: np.ndarray, n: int = FRAMES) -> Path:
-    """Write the MJPG video and ``<out>.truth.json`` atomically; return the truth path."""
+def write_mjpg(
+    frames: Sequence[np.ndarray], out: Path, fps: float, size: tuple[int, int], quality: int
+) -> None:
+    """Write BGR ``frames`` as Motion-JPEG AVI (OpenCV's built-in codec) atomically.
+
+    The file is world-readable (mkstemp creates 0600): the bundled sample ships in the package.
+    """
     import cv2
 
-    frames, truths = render(portrait, n)
     out.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(suffix=".avi", dir=out.parent)
     os.close(fd)
-    vw = cv2.VideoWriter(tmp, cv2.VideoWriter_fourcc(*"MJPG"), FPS, SIZE)
-    vw.set(cv2.VIDEOWRITER_PROP_QUALITY, QUALITY)
+    vw = cv2.VideoWriter(tmp, cv2.VideoWriter_fourcc(*"MJPG"), fps, size)
+    vw.set(cv2.VIDEOWRITER_PROP_QUALITY, quality)
     for f in frames:
         vw.write(f)
     vw.release()
+    os.chmod(tmp, 0o644)
     os.replace(tmp, out)
+
+
+def write(out: Path, portrait: np.ndarray, n: int = FRAMES) -> Path:
+    """Write the MJPG video and ``<out>.truth.json`` atomically; return the truth path."""
+    frames, truths = render(portrait, n)
+    write_mjpg(frames, out, FPS, SIZE, QUALITY)
     truth = out.with_suffix(".truth.json")
     payload = {"size": list(SIZE), "fps": FPS, "boxes": [[round(v, 2) for v in b] for b in truths]}
     truth.write_text(json.dumps(payload) + "\n")

@@ -15,11 +15,10 @@ AVI: OpenCV decodes MJPG with its built-in codec, without FFmpeg extras.
 from __future__ import annotations
 
 import argparse
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
+from benchvideo import write_mjpg  # same folder: bench/ is sys.path[0] when run as a script
 
 OUT = Path(__file__).resolve().parents[1] / "edge" / "samples" / "astronaut.avi"
 SIZE = (320, 240)  # width, height
@@ -72,15 +71,7 @@ def main() -> None:
     args = ap.parse_args()
 
     seq = frames(load_portrait(args.npy))
-    fd, tmp = tempfile.mkstemp(suffix=".avi", dir=args.out.parent)
-    os.close(fd)
-    writer = cv2.VideoWriter(tmp, cv2.VideoWriter_fourcc(*"MJPG"), FPS, SIZE)
-    writer.set(cv2.VIDEOWRITER_PROP_QUALITY, QUALITY)
-    for f in seq:
-        writer.write(f)
-    writer.release()
-    os.chmod(tmp, 0o644)  # mkstemp creates 0600; the package file must be world-readable
-    os.replace(tmp, args.out)
+    write_mjpg(seq, args.out, FPS, SIZE, QUALITY)
 
     cascade = cv2.CascadeClassifier(cv2.data.haarcascades + "haarcascade_frontalface_default.xml")
     counts = [
