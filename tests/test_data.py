@@ -113,9 +113,32 @@ def test_ferplus_real_alignment(fer_csv: Path, ferplus_csv: Path) -> None:
     assert pt7.label_names == FER2013_LABELS and len(pt7) < len(pt)
 
 
+def test_fer2013_labels_carry_ferplus_vote_shares(fer_csv: Path, ferplus_csv: Path) -> None:
+    """With FER2013 labels, FERPlus votes ride along as 7-class distributions for --ferplus-mix."""
+    from train.train import _targets
+
+    pt = load_fer2013(fer_csv, "PublicTest", ferplus_path=ferplus_csv)
+    assert pt.label_names == FER2013_LABELS and len(pt) == 3589  # no row dropped
+    assert pt.soft is not None and pt.soft.shape == (3589, 7)
+    assert np.allclose(pt.soft.sum(axis=1), 1.0, atol=1e-5)
+    # The annotators disagree with FER2013's label on a real share of rows; the vote shares
+    # are not a copy of the one-hot labels.
+    disagree = float(np.mean(pt.soft.argmax(axis=1) != pt.labels))
+    assert 0.1 < disagree < 0.5
+    y = _targets(pt, soft=False, mix=0.5)
+    assert np.allclose(y.sum(axis=1), 1.0, atol=1e-5)
+    # At mix 0.5 the FER2013 label keeps at least half the mass: it stays the (possibly tied) top.
+    own = y[np.arange(len(pt)), pt.labels]
+    assert np.all(own >= 0.5) and np.all(own >= y.max(axis=1) - 1e-6)
+    assert np.array_equal(_targets(pt, soft=False), np.eye(7, dtype=np.float32)[pt.labels])
+    assert load_fer2013(fer_csv, "PublicTest").soft is None
+
+
 def test_ferplus_misaligned(tmp_path: Path, fer_slice_csv: Path, ferplus_csv: Path) -> None:
     with pytest.raises(DataError, match="aligned row by row"):
         load_fer2013(fer_slice_csv, labels="ferplus", ferplus_path=ferplus_csv)
+    with pytest.raises(DataError, match="aligned row by row"):
+        load_fer2013(fer_slice_csv, ferplus_path=ferplus_csv)
     with pytest.raises(DataError, match="needs the FERPlus CSV"):
         load_fer2013(fer_slice_csv, labels="ferplus")
 

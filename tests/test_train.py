@@ -71,6 +71,8 @@ def test_oversample_and_lstm_smoke(tmp_path: Path, fer_slice_csv: Path) -> None:
             "no rows with Usage ['PrivateTest']",
         ),
         (["--arch", "bagga_cnn1", "--classes", "joy,happy"], "unknown classes ['joy']"),
+        (["--arch", "bagga_cnn1", "--ferplus-mix", "0.5"], "--ferplus-mix needs --ferplus"),
+        (["--arch", "bagga_cnn1", "--ferplus-mix", "1.5"], "must be between 0 and 1"),
     ],
 )
 def test_bad_input_exit_2_nothing_left(

@@ -46,6 +46,14 @@ def add_train_parser(sub: Any) -> None:
     t.add_argument("--patience", type=int, default=7, help="early-stopping patience (epochs)")
     t.add_argument("--label-smoothing", type=float, default=0.0, help="label smoothing")
     t.add_argument("--soft-labels", action="store_true", help="train on FERPlus vote distributions")
+    t.add_argument(
+        "--ferplus-mix",
+        type=float,
+        default=0.0,
+        metavar="W",
+        help="train on (1-W) * FER2013 one-hot + W * FERPlus vote shares (needs --ferplus; "
+        "W <= 0.5 keeps the FER2013 label the argmax)",
+    )
     t.add_argument("--classes", help="comma-separated class subset, e.g. angry,happy,neutral,sad")
     t.add_argument("--folds", type=int, help="K-fold cross-validation inside Training (seed 003)")
     t.add_argument(
@@ -100,6 +108,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         patience=args.patience,
         label_smoothing=args.label_smoothing,
         soft_labels=args.soft_labels,
+        ferplus_mix=args.ferplus_mix,
         classes=tuple(c.strip() for c in args.classes.split(",")) if args.classes else None,
         folds=args.folds,
         protocol=args.protocol,

@@ -65,6 +65,10 @@ class TrainOptions:
     patience: int = 7
     label_smoothing: float = 0.0
     soft_labels: bool = False
+    #: Weight of the FERPlus vote shares in the training targets, the rest being the FER2013
+    #: one-hot: ``(1 - w) * onehot + w * votes``. At w <= 0.5 the FER2013 label stays the target's
+    #: argmax, so this is label smoothing that knows which classes annotators confused.
+    ferplus_mix: float = 0.0
     classes: tuple[str, ...] | None = None
     folds: int | None = None
     protocol: str = "leak-free"
@@ -214,17 +218,25 @@ def prepare_seed002_leaky(opts: TrainOptions) -> tuple[FaceSet, FaceSet, dict[st
     return train, test, report
 
 
-def _targets(fs: FaceSet, soft: bool) -> np.ndarray:
-    if soft and fs.soft is not None:
+def _targets(fs: FaceSet, soft: bool, mix: float = 0.0) -> np.ndarray:
+    """Training targets: one-hot labels, the soft distributions, or a ``mix`` of the two."""
+    onehot = np.eye(fs.num_classes, dtype=np.float32)[fs.labels]
+    if fs.soft is None:
+        return onehot
+    if soft:
         return fs.soft.astype(np.float32)
-    return np.eye(fs.num_classes, dtype=np.float32)[fs.labels]
+    if mix > 0:
+        # A class subset can leave a row no votes at all; it then keeps its one-hot.
+        votes = np.where(fs.soft.sum(axis=1, keepdims=True) > 0, fs.soft, onehot)
+        return ((1.0 - mix) * onehot + mix * votes).astype(np.float32)
+    return onehot
 
 
 def _dataset(fs: FaceSet, opts: TrainOptions, training: bool) -> Any:
     import tensorflow as tf
 
     x = fs.images[..., None]
-    y = _targets(fs, opts.soft_labels and training)
+    y = _targets(fs, opts.soft_labels and training, opts.ferplus_mix if training else 0.0)
     ds = tf.data.Dataset.from_tensor_slices((x, y))
     if training:
         ds = ds.shuffle(len(fs), seed=opts.seed, reshuffle_each_iteration=True)
@@ -412,6 +424,12 @@ def train_run(opts: TrainOptions) -> dict[str, Any]:
         if not init_path.is_file():
             raise ConfigError(f"--init-from {init_path}: no such file")
         init_info = _init_provenance(init_path)
+    if not 0.0 <= opts.ferplus_mix <= 1.0:
+        raise ConfigError(f"--ferplus-mix {opts.ferplus_mix}: must be between 0 and 1")
+    if opts.ferplus_mix > 0 and (not opts.ferplus or opts.labels != "fer2013" or opts.soft_labels):
+        raise ConfigError(
+            "--ferplus-mix needs --ferplus FILE with --labels fer2013 and without --soft-labels"
+        )
     if opts.protocol != "leak-free" and opts.folds:
         raise ConfigError("--folds is only available with the leak-free protocol")
     created = not run.exists()

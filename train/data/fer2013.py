@@ -217,6 +217,22 @@ def ferplus_targets(votes: np.ndarray, classes: int = 8) -> tuple[np.ndarray, np
     return labels, soft.astype(np.float32)
 
 
+def _aligned_votes(path: str | Path, ferplus_path: str | Path, use: np.ndarray) -> np.ndarray:
+    """FERPlus vote counts, checked to be aligned row by row with the FER2013 CSV's ``Usage``."""
+    votes, fp_use = read_ferplus_votes(ferplus_path)
+    if len(votes) != len(use):
+        raise DataError(
+            f"{ferplus_path}: {len(votes)} rows but {path} has {len(use)}; the files must be "
+            "aligned row by row"
+        )
+    mismatch = np.flatnonzero(fp_use != use)
+    if mismatch.size:
+        raise DataError(
+            f"{ferplus_path}: Usage differs from {path} at row {int(mismatch[0])}; files misaligned"
+        )
+    return votes
+
+
 def load_fer2013(
     path: str | Path,
     usage: str | Sequence[str] = "Training",
@@ -231,7 +247,8 @@ def load_fer2013(
         usage: ``Training``, ``PublicTest``, ``PrivateTest`` or a sequence of them.
         labels: ``fer2013`` (the CSV's ``emotion``) or ``ferplus`` (majority vote of the aligned
             FERPlus file; rows without a valid majority are dropped).
-        ferplus_path: FERPlus CSV, required for ``labels="ferplus"``.
+        ferplus_path: FERPlus CSV, required for ``labels="ferplus"``. With ``labels="fer2013"``
+            it is optional and adds the 7-class FERPlus vote shares as ``soft``.
         ferplus_classes: 8 (with contempt) or 7.
 
     Raises:
@@ -250,26 +267,26 @@ def load_fer2013(
         raise DataError(f"{path}: no rows with Usage {list(usages)}; the file has {found}")
     rows = np.arange(len(images), dtype=np.int64)
     if labels == "fer2013":
+        soft = None
+        if ferplus_path is not None:
+            # FERPlus vote shares over the 7 FER2013 classes ride along as ``soft`` (for
+            # --ferplus-mix); rows whose annotators voted only contempt/unknown/not-a-face keep
+            # their FER2013 one-hot, so every row is a distribution.
+            _, soft = ferplus_targets(_aligned_votes(path, ferplus_path, use), 7)
+            empty = soft.sum(axis=1) <= 0
+            soft[empty] = np.eye(7, dtype=np.float32)[emotion[empty]]
+            soft = soft[mask]
         return FaceSet(
             images=images[mask],
             labels=emotion[mask],
             rows=rows[mask],
             label_names=FER2013_LABELS,
             source=f"{Path(path).name} Usage={'+'.join(usages)} labels=fer2013",
+            soft=soft,
         )
     if ferplus_path is None:
         raise DataError("labels=ferplus needs the FERPlus CSV (--ferplus)")
-    votes, fp_use = read_ferplus_votes(ferplus_path)
-    if len(votes) != len(images):
-        raise DataError(
-            f"{ferplus_path}: {len(votes)} rows but {path} has {len(images)}; the files must be "
-            "aligned row by row"
-        )
-    mismatch = np.flatnonzero(fp_use != use)
-    if mismatch.size:
-        raise DataError(
-            f"{ferplus_path}: Usage differs from {path} at row {int(mismatch[0])}; files misaligned"
-        )
+    votes = _aligned_votes(path, ferplus_path, use)
     lab, soft = ferplus_targets(votes, ferplus_classes)
     keep = mask & (lab >= 0)
     names = FERPLUS_LABELS if ferplus_classes == 8 else FER2013_LABELS
