@@ -200,6 +200,8 @@ def _training_section(
         # command and commit), and any --resume continuations; part of the exact provenance.
         "init_from": config.get("init_from"),
         "resumed_with": config.get("resumed_with"),
+        # A weight-averaged model: every ingredient checkpoint with its run's command and commit.
+        "soup": config.get("soup"),
         "convert": conv,
     }
 

@@ -16,6 +16,7 @@ def add_subcommands(sub: argparse._SubParsersAction) -> None:  # type: ignore[ty
     add_evaluate_parser(sub)
     add_compare_parser(sub)
     add_report_parser(sub)
+    add_soup_parser(sub)
 
 
 def add_train_parser(sub: Any) -> None:
@@ -293,4 +294,43 @@ def _cmd_report(args: argparse.Namespace) -> int:
     rows = write_report(runs, args.out, args.markdown, args.latency)
     for r in rows:
         print(f"{r['arch']:24s} {r['run']:28s} acc {r['float']['accuracy']:.4f}")
+    return 0
+
+
+def add_soup_parser(sub: Any) -> None:
+    """``fer-train soup``: average the weights of checkpoints of one architecture."""
+    s = sub.add_parser(
+        "soup",
+        help="average the weights of several checkpoints of one architecture (a model soup)",
+        description="Average the weights of finished leak-free runs of one architecture (a "
+        "first cycle and its warm restarts) into a new run folder, evaluated like a trained run. "
+        "greedy adds checkpoints in order of validation accuracy and keeps each only if the "
+        "soup does not get worse.",
+    )
+    s.add_argument("models", nargs="+", help="model.keras files of finished runs (same --arch)")
+    s.add_argument("--data", required=True, help="FER2013 CSV (plain or .gz)")
+    s.add_argument("--method", default="greedy", choices=("greedy", "uniform"), help="recipe")
+    s.add_argument("--val-usage", default="PublicTest", help="split the soup is selected on")
+    s.add_argument("--out", required=True, help="run folder to create")
+    s.set_defaults(func=_cmd_soup)
+
+
+def _cmd_soup(args: argparse.Namespace) -> int:
+    from train.soup import SoupOptions, soup_run
+
+    metrics = soup_run(
+        SoupOptions(
+            models=args.models,
+            data=args.data,
+            out=args.out,
+            method=args.method,
+            val_usage=args.val_usage,
+            command=shlex.join(["fer-train", *getattr(args, "argv", [])]),
+        )
+    )
+    kept = metrics["soup"]["kept"]
+    print(
+        f"soup of {len(kept)}/{len(args.models)} checkpoints: {args.val_usage} accuracy "
+        f"{metrics['accuracy']:.4f} macro-F1 {metrics['macro_f1']:.4f} -> {args.out}"
+    )
     return 0

@@ -74,7 +74,9 @@ def collect_run(run: Path, latency: dict[str, float]) -> dict[str, Any] | None:
     lineage = _lineage(cfg)
     own_epochs = _epochs(run)
     seconds = [c["train_seconds"] for c in lineage] + [metrics.get("train_seconds")]
-    epochs = [c["epochs"] for c in lineage] + [own_epochs]
+    epochs = [c["epochs"] for c in lineage]
+    if not cfg.get("soup"):  # a soup adds no epochs of its own
+        epochs.append(own_epochs)
     return {
         "arch": arch,
         "run": run.name,
@@ -118,25 +120,45 @@ def collect_run(run: Path, latency: dict[str, float]) -> dict[str, Any] | None:
 
 
 def _lineage(cfg: dict[str, Any], depth: int = 0) -> list[dict[str, Any]]:
-    """The earlier training cycles a warm-restarted run started from (oldest first).
+    """The earlier training cycles a warm-restarted run or a soup came from (oldest first).
 
     ``config.json``'s ``init_from.path`` names the parent checkpoint; its run folder (when it is
     still there) gives that cycle's train time and epochs, so a table can show the whole cost.
+    A soup's parents are its kept ingredients, each with its own chain; a cycle shared by
+    several chains is counted once.
     """
+    if depth > 8:
+        return []
+    soup = cfg.get("soup") or {}
+    if soup:
+        cycles: dict[str, dict[str, Any]] = {}
+        for ing in soup.get("ingredients") or []:
+            if ing.get("kept"):
+                parent = Path(ing["path"]).parent
+                pcfg = _load(parent / "config.json") or {}
+                chain = [*_lineage(pcfg, depth + 1), _cycle(parent, pcfg.get("command"))]
+                for c in chain:
+                    cycles.setdefault(c["run"], c)
+        return list(cycles.values())
     init = cfg.get("init_from") or {}
-    if not init.get("path") or depth > 8:
+    if not init.get("path"):
         return []
     parent = Path(init["path"]).parent
     pcfg = _load(parent / "config.json") or {}
-    pmetrics = _load(parent / "metrics.json") or {}
-    cycle = {
-        "run": str(parent),
-        "found": bool(pmetrics),
-        "train_seconds": pmetrics.get("train_seconds"),
-        "epochs": _epochs(parent),
-        "command": (init.get("parent") or {}).get("command") or pcfg.get("command"),
+    command = (init.get("parent") or {}).get("command") or pcfg.get("command")
+    return [*_lineage(pcfg, depth + 1), _cycle(parent, command)]
+
+
+def _cycle(run: Path, command: str | None) -> dict[str, Any]:
+    """One training cycle of a lineage: its run folder's train time and epochs."""
+    metrics = _load(run / "metrics.json") or {}
+    return {
+        "run": str(run),
+        "found": bool(metrics),
+        "train_seconds": metrics.get("train_seconds"),
+        "epochs": _epochs(run),
+        "command": command,
     }
-    return [*_lineage(pcfg, depth + 1), cycle]
 
 
 def _rate_on_seen(rate: float, n: int, rate_unseen: float, n_unseen: int) -> float | None:

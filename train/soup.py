@@ -1,0 +1,194 @@
+"""Model soups: one model whose weights are the average of several checkpoints of one architecture.
+
+Checkpoints along one training trajectory (a first cycle and its warm restarts) sit in the same
+loss basin, so the average of their weights is itself a good model, often better than each of
+them, at no inference cost (Wortsman et al., 2022, "Model soups"). The greedy recipe adds
+checkpoints in order of validation accuracy and keeps one only if the soup does not get worse.
+
+Selection uses the validation split the ingredients were selected on (PublicTest), which is the
+split the project reports: the same rule as picking a best epoch. Only leak-free runs can be
+ingredients, and each one's provenance is copied into the soup's ``config.json``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shlex
+import shutil
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edge.contract import FER2013_LABELS
+from edge.errors import ConfigError, DataError
+from train.evaluate import (
+    evaluate_model,
+    load_keras_model,
+    predict_probs,
+    train_twin_rows,
+    write_json,
+)
+
+log = logging.getLogger(__name__)
+
+METHODS = ("greedy", "uniform")
+
+
+@dataclass
+class SoupOptions:
+    """A soup: its ingredient checkpoints, the data to score them on and the run folder."""
+
+    models: list[str]
+    data: str
+    out: str
+    method: str = "greedy"
+    val_usage: str = "PublicTest"
+    command: str | None = None
+
+
+def average_weights(weight_lists: list[list[np.ndarray]]) -> list[np.ndarray]:
+    """Element-wise mean of several models' ``get_weights()`` lists (BatchNorm statistics too).
+
+    Raises:
+        ConfigError: if the lists do not have the same shapes (different architectures).
+    """
+    first = weight_lists[0]
+    for other in weight_lists[1:]:
+        if len(other) != len(first) or any(
+            a.shape != b.shape for a, b in zip(first, other, strict=True)
+        ):
+            raise ConfigError("the checkpoints have different weight shapes (different --arch)")
+    return [np.mean([w[i] for w in weight_lists], axis=0) for i in range(len(first))]
+
+
+def _ingredient_config(path: Path) -> dict[str, Any]:
+    """The finished, leak-free run that ``path`` came from (its ``config.json``)."""
+    cfg_path = path.parent / "config.json"
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such file")
+    if not cfg_path.is_file():
+        raise ConfigError(f"{path}: no config.json beside it; a soup needs each ingredient's run")
+    try:
+        cfg = json.loads(cfg_path.read_text())
+    except json.JSONDecodeError as e:
+        raise DataError(f"{cfg_path}: not valid JSON ({e})") from None
+    protocol = (cfg.get("options") or {}).get("protocol", "leak-free")
+    if protocol != "leak-free":
+        raise ConfigError(f"{path}: trained with protocol {protocol!r}; only leak-free runs mix")
+    return dict(cfg)
+
+
+def _accuracy(model: Any, images: np.ndarray, labels: np.ndarray) -> float:
+    return float(np.mean(predict_probs(model, images).argmax(axis=1) == labels))
+
+
+def soup_run(opts: SoupOptions) -> dict[str, Any]:
+    """Average the checkpoints into ``opts.out/model.keras`` and evaluate it like a trained run.
+
+    Returns:
+        The soup's metrics (``metrics.json``), with ``soup`` describing what was kept.
+
+    Raises:
+        ConfigError: fewer than two checkpoints, unknown method, mixed architectures or label
+            sets, a leaky ingredient, or an out folder in the way.
+        DataError: unreadable data or config.
+    """
+    from train.data import load_fer2013
+    from train.train import _git_commit
+
+    if opts.method not in METHODS:
+        raise ConfigError(f"unknown soup method {opts.method!r}; valid: {', '.join(METHODS)}")
+    paths = [Path(m) for m in opts.models]
+    if len(paths) < 2:
+        raise ConfigError("a soup needs at least two checkpoints")
+    run = Path(opts.out)
+    if run.exists() and any(run.iterdir()):
+        raise ConfigError(f"{run} exists and is not empty; choose another --out")
+    configs = [_ingredient_config(p) for p in paths]
+    for key in ("arch", "labels", "contract"):
+        values = {json.dumps(c.get(key), sort_keys=True) for c in configs}
+        if len(values) > 1:
+            raise ConfigError(f"the checkpoints differ in {key!r}: {sorted(values)}")
+    base = configs[0]
+    if base.get("labels") != list(FER2013_LABELS):
+        raise ConfigError("soups are built on FER2013-labelled runs only")
+
+    val = load_fer2013(opts.data, opts.val_usage).require_nonempty(f"{opts.val_usage} split")
+    models = [load_keras_model(p) for p in paths]
+    weights = [m.get_weights() for m in models]
+    average_weights(weights)  # shape check before any scoring
+    t0 = time.time()
+    accs = [_accuracy(m, val.images, val.labels) for m in models]
+    for p, a in zip(paths, accs, strict=True):
+        log.info("ingredient %s: %s accuracy %.4f", p, opts.val_usage, a)
+    order = sorted(range(len(paths)), key=lambda i: -accs[i])
+    soup = models[0]
+    if opts.method == "uniform":
+        kept = order
+        soup.set_weights(average_weights(weights))
+        best = _accuracy(soup, val.images, val.labels)
+    else:
+        kept, best = [order[0]], accs[order[0]]
+        for i in order[1:]:
+            soup.set_weights(average_weights([weights[j] for j in [*kept, i]]))
+            acc = _accuracy(soup, val.images, val.labels)
+            log.info("soup + %s: %.4f (best so far %.4f)", paths[i], acc, best)
+            if acc >= best:
+                kept, best = [*kept, i], acc
+        soup.set_weights(average_weights([weights[j] for j in kept]))
+    seconds = time.time() - t0
+
+    created = not run.exists()
+    run.mkdir(parents=True, exist_ok=True)
+    try:
+        tmp = run / ".model.tmp.keras"  # Keras insists on the suffix; renamed when complete
+        soup.save(tmp)
+        os.replace(tmp, run / "model.keras")
+        ingredients = [
+            {
+                "path": str(p),
+                "sha256": hashlib.sha256(p.read_bytes()).hexdigest(),
+                "val_accuracy": round(accs[i], 6),
+                "kept": i in kept,
+                "parent": {k: configs[i].get(k) for k in ("command", "commit", "init_from")},
+            }
+            for i, p in enumerate(paths)
+        ]
+        config = {
+            key: base.get(key) for key in ("arch", "seed_paper", "kind", "labels", "contract")
+        }
+        config.update(
+            options={"protocol": "leak-free", "seed": (base.get("options") or {}).get("seed")},
+            data=base.get("data"),
+            command=opts.command or shlex.join(["fer-train", *sys.argv[1:]]),
+            commit=_git_commit(),
+            soup={"method": opts.method, "val_usage": opts.val_usage, "ingredients": ingredients},
+            protocol=(
+                f"soup of leak-free runs: weights averaged; ingredients chosen by "
+                f"{opts.val_usage} accuracy ({opts.method})"
+            ),
+            status="running",
+        )
+        write_json(run / "config.json", config)
+        twins = train_twin_rows(opts.data, val)
+        extra = {
+            "train_seconds": round(seconds, 1),
+            "params": int(soup.count_params()),
+            "soup": {"kept": [str(paths[i]) for i in kept], "ingredient_accuracy": accs},
+        }
+        metrics = evaluate_model(run / "model.keras", val, run, exclude_rows=twins, extra=extra)
+        config["status"] = "complete"
+        write_json(run / "config.json", config)
+    except BaseException:
+        if created:
+            shutil.rmtree(run, ignore_errors=True)
+        raise
+    log.info("soup of %d/%d checkpoints: %.4f -> %s", len(kept), len(paths), best, run)
+    return metrics
