@@ -219,3 +219,32 @@ def plot_comparison(rows: Sequence[Mapping[str, Any]], path: str | os.PathLike[s
     ax.legend(fontsize=8, ncol=len(keys), loc="upper center")
     ax.grid(axis="y", alpha=0.3)
     _save_figure(fig, path)
+
+
+def plot_val_accuracy(
+    curves: Mapping[str, str | os.PathLike[str]], path: str | os.PathLike[str], title: str = ""
+) -> None:
+    """Validation accuracy per epoch of several runs on one axis (``label -> history.csv``).
+
+    Raises:
+        DataError: if a history is missing or has no ``val_accuracy`` column.
+    """
+    from matplotlib.ticker import MaxNLocator
+
+    fig = _figure(7.0, 4.5)
+    ax = fig.add_subplot(1, 1, 1)
+    for label, hist in curves.items():
+        h = _read_history(hist)
+        val = h.get("val_accuracy")
+        if not val:
+            raise DataError(f"history file {hist} has no val_accuracy column")
+        epochs = [int(e) + 1 for e in h.get("epoch", range(len(val)))]
+        ax.plot(epochs[: len(val)], [100 * v for v in val], marker="o", ms=3, label=label)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("PublicTest accuracy %")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    if title:
+        ax.set_title(title)
+    _save_figure(fig, path)
