@@ -35,6 +35,7 @@ SEED_CLAIMS: dict[str, str] = {
     "munsarif_res_bilstm": "99.96 FERPlus / 100 CK+ (seed 003, 10-fold CV)",
     "mahastama_stacked_cnn": "79.59 val, 4 classes, combined data (seed 004)",
     "feredge_sepnet": "(ours)",
+    "bagga_cnn3_nolstm": "(control: Model3 without its LSTMs; not in the paper)",
 }
 COPY_SUFFIXES = {".json", ".csv", ".png"}
 BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
