@@ -226,9 +226,7 @@ def _targets(fs: FaceSet, soft: bool, mix: float = 0.0) -> np.ndarray:
     if soft:
         return fs.soft.astype(np.float32)
     if mix > 0:
-        # A class subset can leave a row no votes at all; it then keeps its one-hot.
-        votes = np.where(fs.soft.sum(axis=1, keepdims=True) > 0, fs.soft, onehot)
-        return ((1.0 - mix) * onehot + mix * votes).astype(np.float32)
+        return ((1.0 - mix) * onehot + mix * fs.soft).astype(np.float32)
     return onehot
 
 

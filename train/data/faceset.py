@@ -107,6 +107,17 @@ def concat(sets: list[FaceSet], source: str | None = None) -> FaceSet:
     )
 
 
+def distributions(soft: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Rows of ``soft`` scaled to sum to 1; a row with no mass becomes its label's one-hot.
+
+    Vote shares can be empty for a row (its annotators voted only for classes outside the set),
+    and a zero row is not a training target.
+    """
+    total = soft.sum(axis=1, keepdims=True)
+    onehot = np.eye(soft.shape[1], dtype=np.float32)[labels]
+    return np.where(total > 0, soft / np.maximum(total, 1e-9), onehot).astype(np.float32)
+
+
 def select_classes(fs: FaceSet, classes: tuple[str, ...]) -> FaceSet:
     """Keep only ``classes`` (in that new order), remapping label ids (seed 004's 4 classes).
 
@@ -121,13 +132,11 @@ def select_classes(fs: FaceSet, classes: tuple[str, ...]) -> FaceSet:
     remap[old_ids] = np.arange(len(classes))
     keep = remap[fs.labels] >= 0
     sub = fs.subset(keep)
-    soft = None
-    if sub.soft is not None:
-        soft = sub.soft[:, old_ids]
-        soft = soft / np.maximum(soft.sum(axis=1, keepdims=True), 1e-9)
+    labels = remap[sub.labels]
+    soft = None if sub.soft is None else distributions(sub.soft[:, old_ids], labels)
     return FaceSet(
         images=sub.images,
-        labels=remap[sub.labels],
+        labels=labels,
         rows=sub.rows,
         label_names=tuple(classes),
         source=f"{fs.source} [classes: {','.join(classes)}]",

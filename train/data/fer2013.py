@@ -22,7 +22,7 @@ import numpy as np
 
 from edge.contract import FER2013_LABELS, FERPLUS_LABELS
 from edge.errors import DataError
-from train.data.faceset import FaceSet
+from train.data.faceset import FaceSet, distributions
 
 log = logging.getLogger(__name__)
 
@@ -272,10 +272,8 @@ def load_fer2013(
             # FERPlus vote shares over the 7 FER2013 classes ride along as ``soft`` (for
             # --ferplus-mix); rows whose annotators voted only contempt/unknown/not-a-face keep
             # their FER2013 one-hot, so every row is a distribution.
-            _, soft = ferplus_targets(_aligned_votes(path, ferplus_path, use), 7)
-            empty = soft.sum(axis=1) <= 0
-            soft[empty] = np.eye(7, dtype=np.float32)[emotion[empty]]
-            soft = soft[mask]
+            _, votes = ferplus_targets(_aligned_votes(path, ferplus_path, use), 7)
+            soft = distributions(votes, emotion)[mask]
         return FaceSet(
             images=images[mask],
             labels=emotion[mask],
