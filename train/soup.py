@@ -59,13 +59,15 @@ def average_weights(weight_lists: list[list[np.ndarray]]) -> list[np.ndarray]:
     Raises:
         ConfigError: if the lists do not have the same shapes (different architectures).
     """
-    first = weight_lists[0]
-    for other in weight_lists[1:]:
-        if len(other) != len(first) or any(
-            a.shape != b.shape for a, b in zip(first, other, strict=True)
-        ):
-            raise ConfigError("the checkpoints have different weight shapes (different --arch)")
-    return [np.mean([w[i] for w in weight_lists], axis=0) for i in range(len(first))]
+    check_same_shapes(weight_lists)
+    return [np.mean(ws, axis=0) for ws in zip(*weight_lists, strict=True)]
+
+
+def check_same_shapes(weight_lists: list[list[np.ndarray]]) -> None:
+    """Raise :class:`ConfigError` unless every ``get_weights()`` list has the same shapes."""
+    first = [w.shape for w in weight_lists[0]]
+    if any([w.shape for w in other] != first for other in weight_lists[1:]):
+        raise ConfigError("the checkpoints have different weight shapes (different --arch)")
 
 
 def _ingredient_config(path: Path) -> dict[str, Any]:
@@ -123,7 +125,7 @@ def soup_run(opts: SoupOptions) -> dict[str, Any]:
     val = load_fer2013(opts.data, opts.val_usage).require_nonempty(f"{opts.val_usage} split")
     models = [load_keras_model(p) for p in paths]
     weights = [m.get_weights() for m in models]
-    average_weights(weights)  # shape check before any scoring
+    check_same_shapes(weights)  # before any scoring
     t0 = time.time()
     accs = [_accuracy(m, val.images, val.labels) for m in models]
     for p, a in zip(paths, accs, strict=True):
