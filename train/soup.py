@@ -12,7 +12,6 @@ ingredients, and each one's provenance is copied into the soup's ``config.json``
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -103,7 +102,7 @@ def soup_run(opts: SoupOptions) -> dict[str, Any]:
         DataError: unreadable data or config.
     """
     from train.data import load_fer2013
-    from train.train import _git_commit
+    from train.train import checkpoint_provenance, git_commit
 
     if opts.method not in METHODS:
         raise ConfigError(f"unknown soup method {opts.method!r}; valid: {', '.join(METHODS)}")
@@ -154,13 +153,7 @@ def soup_run(opts: SoupOptions) -> dict[str, Any]:
         soup.save(tmp)
         os.replace(tmp, run / "model.keras")
         ingredients = [
-            {
-                "path": str(p),
-                "sha256": hashlib.sha256(p.read_bytes()).hexdigest(),
-                "val_accuracy": round(accs[i], 6),
-                "kept": i in kept,
-                "parent": {k: configs[i].get(k) for k in ("command", "commit", "init_from")},
-            }
+            checkpoint_provenance(p) | {"val_accuracy": round(accs[i], 6), "kept": i in kept}
             for i, p in enumerate(paths)
         ]
         config = {
@@ -170,7 +163,7 @@ def soup_run(opts: SoupOptions) -> dict[str, Any]:
             options={"protocol": "leak-free", "seed": (base.get("options") or {}).get("seed")},
             data=base.get("data"),
             command=opts.command or shlex.join(["fer-train", *sys.argv[1:]]),
-            commit=_git_commit(),
+            commit=git_commit(),
             soup={"method": opts.method, "val_usage": opts.val_usage, "ingredients": ingredients},
             protocol=(
                 f"soup of leak-free runs: weights averaged; ingredients chosen by "

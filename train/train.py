@@ -34,6 +34,7 @@ import numpy as np
 
 from edge.contract import DEFAULT_CONTRACT
 from edge.errors import ConfigError, DataError
+from edge.model_meta import file_sha256
 from train.data import FaceSet, load_fer2013, select_classes
 from train.data.augment import NONE, AugmentConfig, build_augmenter
 from train.data.dedup import leak_free_train, rows_with_twin
@@ -87,7 +88,7 @@ class TrainOptions:
         return d
 
 
-def _git_commit() -> str | None:
+def git_commit() -> str | None:
     """HEAD's commit, suffixed ``-dirty`` when tracked files differ from it (exact provenance)."""
     here = Path(__file__).resolve().parent
 
@@ -158,14 +159,12 @@ def cosine_lr(epoch: int, base_lr: float, epochs: int) -> float:
     return float(base_lr * 0.5 * (1.0 + np.cos(np.pi * t)))
 
 
-def _init_provenance(path: Path) -> dict[str, Any]:
-    """What a warm start came from: the file's hash and, if beside it, its run's provenance."""
-    import hashlib
+def checkpoint_provenance(path: Path) -> dict[str, Any]:
+    """Where a checkpoint came from: its hash and, if beside it, its run's provenance.
 
-    info: dict[str, Any] = {
-        "path": str(path),
-        "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
-    }
+    Recorded for a warm start's parent (``init_from``) and for each ingredient of a soup.
+    """
+    info: dict[str, Any] = {"path": str(path), "sha256": file_sha256(path)}
     parent = path.parent / "config.json"
     if parent.is_file():
         try:
@@ -421,7 +420,7 @@ def train_run(opts: TrainOptions) -> dict[str, Any]:
         init_path = Path(opts.init_from)
         if not init_path.is_file():
             raise ConfigError(f"--init-from {init_path}: no such file")
-        init_info = _init_provenance(init_path)
+        init_info = checkpoint_provenance(init_path)
     if not 0.0 <= opts.ferplus_mix <= 1.0:
         raise ConfigError(f"--ferplus-mix {opts.ferplus_mix}: must be between 0 and 1")
     if opts.ferplus_mix > 0 and (not opts.ferplus or opts.labels != "fer2013" or opts.soft_labels):
@@ -460,7 +459,7 @@ def train_run(opts: TrainOptions) -> dict[str, Any]:
         "options": opts.to_dict(),
         "data": report,
         "command": opts.command or shlex.join(["fer-train", *sys.argv[1:]]),
-        "commit": _git_commit(),
+        "commit": git_commit(),
         "init_from": init_info,
         "status": "running",
         "protocol": (
