@@ -16,14 +16,13 @@ around it stays hand-written.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from edge.errors import DataError
-from train.evaluate import write_json
+from train.evaluate import write_json, write_text_atomic
 
 #: What each seed paper claims for its own model (accuracy, %), quoted in the table.
 SEED_CLAIMS: dict[str, str] = {
@@ -368,7 +367,5 @@ def write_report(
         leaky = leaky_table(rows)
         if leaky:
             text = _splice(text, LEAKY_BEGIN, LEAKY_END, leaky)
-        tmp = markdown.with_name(f".{markdown.name}.tmp")
-        tmp.write_text(text)
-        os.replace(tmp, markdown)
+        write_text_atomic(markdown, text)
     return rows
