@@ -12,7 +12,6 @@ with the longer one at the same point of training, not with its end.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import sys
 from pathlib import Path
@@ -23,8 +22,9 @@ sys.path.insert(0, str(REPO))
 
 def val_curve(run: Path) -> list[float]:
     """PublicTest accuracy after each epoch of ``run`` (its ``history.csv``)."""
-    with (run / "history.csv").open(newline="") as f:
-        return [float(r["val_accuracy"]) for r in csv.DictReader(f)]
+    from train.plots import read_history
+
+    return read_history(run / "history.csv")["val_accuracy"]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -39,26 +39,26 @@ def main(argv: list[str] | None = None) -> int:
     labels = args.labels or [r.name for r in args.runs]
     if len(labels) != len(args.runs):
         ap.error(f"{len(labels)} --labels for {len(args.runs)} --runs")
-    curves = {r.name: val_curve(r) for r in args.runs}
-    shared = min(len(c) for c in curves.values())
+    curves = [val_curve(r) for r in args.runs]  # read once, for the table and the plot
+    shared = min(len(c) for c in curves)
     summary = {
         "shared_epochs": shared,
         "runs": [
             {
-                "run": name,
+                "run": run.name,
                 "label": label,
                 "epochs": len(c),
                 "at": {str(e): round(100 * c[e - 1], 2) for e in args.at if e <= len(c)},
                 "best_within_shared": round(100 * max(c[:shared]), 2),
                 "best": round(100 * max(c), 2),
             }
-            for (name, c), label in zip(curves.items(), labels, strict=True)
+            for run, c, label in zip(args.runs, curves, labels, strict=True)
         ],
     }
     from train.plots import plot_val_accuracy
 
     plot_val_accuracy(
-        {label: r / "history.csv" for r, label in zip(args.runs, labels, strict=True)},
+        dict(zip(labels, curves, strict=True)),
         args.plot,
         title="same trunk and head: with and without the LSTMs",
     )

@@ -115,9 +115,14 @@ def plot_roc(
     _save_figure(fig, path)
 
 
-def _read_history(
+def read_history(
     history: str | os.PathLike[str] | Mapping[str, Sequence[float]],
 ) -> dict[str, list[float]]:
+    """Columns of a Keras ``CSVLogger`` file (or a ``History.history`` dict) as float lists.
+
+    Raises:
+        DataError: if the file is missing or a value is not a number.
+    """
     if isinstance(history, Mapping):
         return {str(k): [float(v) for v in vals] for k, vals in history.items()}
     p = Path(history)
@@ -150,7 +155,7 @@ def plot_history(
     Raises:
         DataError: if the CSV is missing/malformed or holds neither loss nor accuracy.
     """
-    h = _read_history(history)
+    h = read_history(history)
     panels = [
         (key, title)
         for key, title in (("loss", "loss"), ("accuracy", "accuracy"))
@@ -222,24 +227,15 @@ def plot_comparison(rows: Sequence[Mapping[str, Any]], path: str | os.PathLike[s
 
 
 def plot_val_accuracy(
-    curves: Mapping[str, str | os.PathLike[str]], path: str | os.PathLike[str], title: str = ""
+    curves: Mapping[str, Sequence[float]], path: str | os.PathLike[str], title: str = ""
 ) -> None:
-    """Validation accuracy per epoch of several runs on one axis (``label -> history.csv``).
-
-    Raises:
-        DataError: if a history is missing or has no ``val_accuracy`` column.
-    """
+    """Validation accuracy (0-1) per epoch of several runs on one axis (``label -> values``)."""
     from matplotlib.ticker import MaxNLocator
 
     fig = _figure(7.0, 4.5)
     ax = fig.add_subplot(1, 1, 1)
-    for label, hist in curves.items():
-        h = _read_history(hist)
-        val = h.get("val_accuracy")
-        if not val:
-            raise DataError(f"history file {hist} has no val_accuracy column")
-        epochs = [int(e) + 1 for e in h.get("epoch", range(len(val)))]
-        ax.plot(epochs[: len(val)], [100 * v for v in val], marker="o", ms=3, label=label)
+    for label, val in curves.items():
+        ax.plot(range(1, len(val) + 1), [100 * v for v in val], marker="o", ms=3, label=label)
     ax.set_xlabel("epoch")
     ax.set_ylabel("PublicTest accuracy %")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
