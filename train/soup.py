@@ -134,7 +134,6 @@ def soup_run(opts: SoupOptions) -> dict[str, Any]:
     if opts.method == "uniform":
         kept = order
         soup.set_weights(average_weights(weights))
-        best = _accuracy(soup, val.images, val.labels)
     else:
         kept, best = [order[0]], accs[order[0]]
         for i in order[1:]:
@@ -185,5 +184,7 @@ def soup_run(opts: SoupOptions) -> dict[str, Any]:
         if created:
             shutil.rmtree(run, ignore_errors=True)
         raise
-    log.info("soup of %d/%d checkpoints: %.4f -> %s", len(kept), len(paths), best, run)
+    log.info(
+        "soup of %d/%d checkpoints: %.4f -> %s", len(kept), len(paths), metrics["accuracy"], run
+    )
     return metrics
