@@ -155,3 +155,26 @@ def test_bad_init_from_exit_2_nothing_left(
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
     assert not run.exists()
+
+
+def test_state_keeps_training_time_across_a_kill(tmp_path: Path) -> None:
+    """A run killed between epochs keeps the seconds it trained so far in state.json, so that a
+    later ``--resume`` reports the whole training time (it used to restart the clock at 0)."""
+    import keras
+
+    from train.train import TrainOptions, _callbacks
+
+    run = tmp_path / "run"
+    run.mkdir()
+    opts = TrainOptions(arch="bagga_cnn1", data="unused.csv", out=str(run))
+    killed = {"epoch": 2, "best": 0.4, "es_wait": 0, "lr_wait": 0, "lr": 1e-3, "stopped": False, "train_seconds": 500.0}  # fmt: skip
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="mse")
+    save = _callbacks(run, opts, killed)[-1]
+    save.set_model(model)
+    save.on_train_begin()
+    save.on_epoch_end(3)
+    state = json.loads((run / "state.json").read_text())
+    assert state["epoch"] == 3 and state["stopped"] is False
+    assert 500.0 <= state["train_seconds"] < 560.0
+    assert (run / "last.keras").stat().st_size > 0

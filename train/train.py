@@ -287,7 +287,12 @@ def _callbacks(run: Path, opts: TrainOptions, state: dict[str, Any] | None) -> l
     )
 
     class SaveState(keras.callbacks.Callback):  # type: ignore[misc]
-        """Persist everything ``--resume`` needs after every epoch."""
+        """Persist everything ``--resume`` needs after every epoch, with the training time so far:
+        a run killed between epochs and finished with ``--resume`` still reports its total."""
+
+        def on_train_begin(self, logs: Any = None) -> None:
+            self.prior = float((state or {}).get("train_seconds", 0.0))
+            self.t0 = time.time()
 
         def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
             self.model.save(run / ".last.keras.tmp.keras")
@@ -302,6 +307,7 @@ def _callbacks(run: Path, opts: TrainOptions, state: dict[str, Any] | None) -> l
                     "lr_wait": int(getattr(rlr, "wait", 0)),
                     "lr": float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)),
                     "stopped": False,
+                    "train_seconds": self.prior + time.time() - self.t0,
                 },
             )
 
