@@ -72,7 +72,7 @@ def test_greedy_soup_starts_from_the_best(
         ("one", "at least two checkpoints"),
         ("missing", "no such file"),
         ("other_arch", "differ in 'arch'"),
-        ("leaky", "only leak-free runs mix"),
+        ("leaky", "only leak-free runs"),
     ],
 )
 def test_bad_soup_exit_2_nothing_left(

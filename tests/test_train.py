@@ -178,3 +178,82 @@ def test_state_keeps_training_time_across_a_kill(tmp_path: Path) -> None:
     assert state["epoch"] == 3 and state["stopped"] is False
     assert 500.0 <= state["train_seconds"] < 560.0
     assert (run / "last.keras").stat().st_size > 0
+
+
+@pytest.mark.parametrize("temperature", [1.0, 2.0])
+def test_teacher_targets_are_the_teachers_output_on_the_same_batch(temperature: float) -> None:
+    """With --teacher-mix W the targets are (1-W) * one-hot + W * teacher(batch) (softened by T)."""
+    import keras
+    import numpy as np
+
+    from train.data.augment import NONE
+    from train.data.faceset import FaceSet
+    from train.train import TrainOptions, _dataset
+
+    rng = np.random.default_rng(0)
+    fs = FaceSet(
+        images=rng.integers(0, 256, (6, 48, 48), dtype=np.uint8),
+        labels=np.array([0, 1, 2, 3, 4, 5]),
+        rows=np.arange(6),
+        label_names=("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"),
+    )
+    keras.utils.set_random_seed(1)
+    teacher = keras.Sequential([keras.Input((48, 48, 1)), keras.layers.Rescaling(1 / 255), keras.layers.Flatten(), keras.layers.Dense(7, activation="softmax")])  # fmt: skip
+    opts = TrainOptions(arch="bagga_cnn1", data="x", out="x", batch=6, augment=NONE, teacher="t.keras", teacher_mix=0.75, teacher_temperature=temperature)  # fmt: skip
+    xb, yb = next(iter(_dataset(fs, opts, training=True, teacher=teacher)))
+    probs = teacher.predict(xb.numpy(), verbose=0)
+    soft = np.exp(np.log(probs + 1e-8) / temperature)
+    soft /= soft.sum(axis=1, keepdims=True)
+    onehot = np.eye(7)[fs.labels]
+    # The shuffle reorders rows: match each target to its image through the teacher's output.
+    order = [int(np.argmin(np.abs(fs.images.reshape(6, -1) - xb.numpy()[i].reshape(-1)).sum(1))) for i in range(6)]  # fmt: skip
+    expected = 0.25 * onehot[order] + 0.75 * soft
+    assert np.allclose(yb.numpy(), expected, atol=1e-5)
+    assert not np.allclose(yb.numpy(), onehot[order], atol=1e-3)
+
+
+def test_distillation_run_records_its_teacher(tmp_path: Path, fer_slice_csv: Path) -> None:
+    teacher, student = tmp_path / "teacher", tmp_path / "student"
+    common = ["--data", str(fer_slice_csv), "--limit", "300", "--epochs", "1"]
+    assert _train(["--arch", "bagga_cnn1", *common, "--out", str(teacher)]) == 0
+    rc = _train(["--arch", "bagga_cnn_lstm2", *common, "--teacher", str(teacher / "model.keras"), "--teacher-mix", "0.6", "--teacher-temperature", "2", "--out", str(student)])  # fmt: skip
+    assert rc == 0
+    cfg = json.loads((student / "config.json").read_text())
+    t = cfg["teacher"]
+    assert t["path"] == str(teacher / "model.keras") and len(t["sha256"]) == 64
+    assert t["mix"] == 0.6 and t["temperature"] == 2.0
+    assert t["parent"]["arch"] == "bagga_cnn1"
+    assert "--teacher-mix 0.6" in cfg["command"]
+
+
+@pytest.mark.parametrize(
+    ("case", "message"),
+    [
+        ("missing", "--teacher"),
+        ("leaky", "only leak-free runs"),
+        ("labels", "differ from"),
+        ("mix", "--teacher-mix 0.0"),
+    ],
+)
+def test_bad_teacher_exit_2_nothing_left(
+    tmp_path: Path,
+    fer_slice_csv: Path,
+    capsys: pytest.CaptureFixture[str],
+    case: str,
+    message: str,
+) -> None:
+    src = tmp_path / "src"
+    common = ["--arch", "bagga_cnn1", "--data", str(fer_slice_csv), "--limit", "200", "--epochs", "1"]  # fmt: skip
+    if case == "leaky":
+        assert _train([*common, "--protocol", "seed002-leaky", "--out", str(src)]) == 0
+    elif case in ("labels", "mix"):
+        extra = ["--classes", "angry,happy,neutral,sad"] if case == "labels" else []
+        assert _train([*common, *extra, "--out", str(src)]) == 0
+    capsys.readouterr()
+    run = tmp_path / "bad"
+    mix = "0" if case == "mix" else "0.5"
+    rc = _train([*common, "--teacher", str(src / "model.keras"), "--teacher-mix", mix, "--out", str(run)])  # fmt: skip
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    assert not run.exists()

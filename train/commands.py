@@ -82,6 +82,26 @@ def add_train_parser(sub: Any) -> None:
         help="start from the weights of this .keras model of the same --arch (a warm restart; "
         "its run's provenance is recorded)",
     )
+    t.add_argument(
+        "--teacher",
+        help="distil from this .keras model of a finished leak-free run with the same labels "
+        "(e.g. a soup): targets become (1-W) * labels + W * the teacher's output on the same "
+        "augmented batch",
+    )
+    t.add_argument(
+        "--teacher-mix",
+        type=float,
+        default=0.5,
+        metavar="W",
+        help="weight W of the teacher's output in the targets (with --teacher)",
+    )
+    t.add_argument(
+        "--teacher-temperature",
+        type=float,
+        default=1.0,
+        metavar="T",
+        help="soften the teacher's output as softmax(logits / T) (with --teacher)",
+    )
     t.add_argument("--out", required=True, help="run folder to create")
     t.set_defaults(func=_cmd_train)
 
@@ -115,6 +135,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
         protocol=args.protocol,
         schedule=args.schedule,
         init_from=args.init_from,
+        teacher=args.teacher,
+        teacher_mix=args.teacher_mix,
+        teacher_temperature=args.teacher_temperature,
         command=shlex.join(["fer-train", *getattr(args, "argv", [])]),
     )
     metrics = train_run(opts)

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from edge.contract import FER2013_LABELS
-from edge.errors import ConfigError, DataError
+from edge.errors import ConfigError
 from train.evaluate import (
     evaluate_model,
     load_keras_model,
@@ -71,19 +71,9 @@ def check_same_shapes(weight_lists: list[list[np.ndarray]]) -> None:
 
 def _ingredient_config(path: Path) -> dict[str, Any]:
     """The finished, leak-free run that ``path`` came from (its ``config.json``)."""
-    cfg_path = path.parent / "config.json"
-    if not path.is_file():
-        raise ConfigError(f"{path}: no such file")
-    if not cfg_path.is_file():
-        raise ConfigError(f"{path}: no config.json beside it; a soup needs each ingredient's run")
-    try:
-        cfg = json.loads(cfg_path.read_text())
-    except json.JSONDecodeError as e:
-        raise DataError(f"{cfg_path}: not valid JSON ({e})") from None
-    protocol = (cfg.get("options") or {}).get("protocol", "leak-free")
-    if protocol != "leak-free":
-        raise ConfigError(f"{path}: trained with protocol {protocol!r}; only leak-free runs mix")
-    return dict(cfg)
+    from train.train import leak_free_run_config
+
+    return leak_free_run_config(path, "soup ingredient")
 
 
 def _accuracy(model: Any, images: np.ndarray, labels: np.ndarray) -> float:

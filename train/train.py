@@ -78,6 +78,13 @@ class TrainOptions:
     #: A ``.keras`` model of the same architecture whose weights start this run (a second,
     #: warm-restarted cycle); its run folder's provenance is copied into ``config.json``.
     init_from: str | None = None
+    #: Knowledge distillation: a ``.keras`` model of a finished leak-free run with the same labels
+    #: and contract. Each augmented training batch's targets become
+    #: ``(1 - teacher_mix) * targets + teacher_mix * teacher(batch)``, the teacher's softmax
+    #: softened by ``teacher_temperature``.
+    teacher: str | None = None
+    teacher_mix: float = 0.5
+    teacher_temperature: float = 1.0
     command: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
@@ -177,6 +184,59 @@ def checkpoint_provenance(path: Path) -> dict[str, Any]:
     return info
 
 
+def leak_free_run_config(path: Path, what: str, val_usage: str | None = None) -> dict[str, Any]:
+    """The ``config.json`` of the finished leak-free run that the checkpoint ``path`` came from.
+
+    Soup ingredients and distillation teachers must come from such runs: a checkpoint trained on
+    the validation split (or under seed 002's leaky protocol) would carry it into the result.
+
+    Args:
+        path: A ``.keras`` checkpoint inside a run folder.
+        what: How the checkpoint is used, for the error message (``"--teacher"``).
+        val_usage: If given, the run must have been validated on (so never trained on) this split.
+
+    Raises:
+        ConfigError: no such file, no ``config.json`` beside it, a leaky protocol or another
+            validation split.
+        DataError: ``config.json`` is not valid JSON.
+    """
+    cfg_path = path.parent / "config.json"
+    if not path.is_file():
+        raise ConfigError(f"{what} {path}: no such file")
+    if not cfg_path.is_file():
+        raise ConfigError(f"{what} {path}: no config.json beside it (its run is needed)")
+    try:
+        cfg = json.loads(cfg_path.read_text())
+    except json.JSONDecodeError as e:
+        raise DataError(f"{cfg_path}: not valid JSON ({e})") from None
+    options = cfg.get("options") or {}
+    protocol = options.get("protocol", "leak-free")
+    if protocol != "leak-free":
+        raise ConfigError(f"{what} {path}: trained with protocol {protocol!r}; only leak-free runs")
+    used = options.get("val_usage") or (cfg.get("soup") or {}).get("val_usage")
+    if val_usage is not None and used not in (None, val_usage):
+        raise ConfigError(
+            f"{what} {path}: validated on {used!r}, not {val_usage!r}; it may have trained on it"
+        )
+    return dict(cfg)
+
+
+def _teacher_config(opts: TrainOptions, labels: list[str]) -> dict[str, Any]:
+    """Check ``opts.teacher`` against this run (leak-free, same labels and contract)."""
+    assert opts.teacher is not None
+    path = Path(opts.teacher)
+    cfg = leak_free_run_config(path, "--teacher", opts.val_usage)
+    if cfg.get("labels") != labels:
+        raise ConfigError(f"--teacher {path}: labels {cfg.get('labels')} differ from {labels}")
+    contract = DEFAULT_CONTRACT.to_dict() | {"labels": labels}
+    if cfg.get("contract") not in (None, contract):
+        raise ConfigError(f"--teacher {path}: its preprocessing contract differs from this run's")
+    return checkpoint_provenance(path) | {
+        "mix": opts.teacher_mix,
+        "temperature": opts.teacher_temperature,
+    }
+
+
 def prepare_seed002_leaky(opts: TrainOptions) -> tuple[FaceSet, FaceSet, dict[str, Any]]:
     """Seed 002's protocol, reproduced only to measure how much its test score owes to leaks.
 
@@ -229,7 +289,9 @@ def _targets(fs: FaceSet, soft: bool, mix: float = 0.0) -> np.ndarray:
     return onehot
 
 
-def _dataset(fs: FaceSet, opts: TrainOptions, training: bool) -> Any:
+def _dataset(fs: FaceSet, opts: TrainOptions, training: bool, teacher: Any = None) -> Any:
+    """Batches of ``(raw 0..255 faces, targets)``; augmented (and distilled from ``teacher``,
+    on the very batch the student sees) when ``training``."""
     import tensorflow as tf
 
     x = fs.images[..., None]
@@ -244,6 +306,13 @@ def _dataset(fs: FaceSet, opts: TrainOptions, training: bool) -> Any:
         xb = tf.cast(xb, tf.float32)
         if aug is not None:
             xb = tf.clip_by_value(aug(xb, training=True), 0.0, 255.0)
+        if teacher is not None:
+            probs = teacher(xb, training=False)
+            if opts.teacher_temperature != 1.0:
+                # softmax(logits / T) from the softmax output: p^(1/T), renormalised.
+                probs = tf.nn.softmax(tf.math.log(probs + 1e-8) / opts.teacher_temperature)
+            w = opts.teacher_mix
+            yb = (1.0 - w) * yb + w * tf.cast(probs, yb.dtype)
         return xb, yb
 
     return ds.map(prep, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
@@ -352,8 +421,9 @@ def _fit(
     initial_epoch = state["epoch"] + 1 if state else 0
     t0 = time.time()
     if initial_epoch < opts.epochs:
+        teacher = keras.models.load_model(opts.teacher, compile=False) if opts.teacher else None
         model.fit(
-            _dataset(train, opts, training=True),
+            _dataset(train, opts, training=True, teacher=teacher),
             validation_data=_dataset(val, opts, training=False),
             epochs=opts.epochs,
             initial_epoch=initial_epoch,
@@ -435,6 +505,12 @@ def train_run(opts: TrainOptions) -> dict[str, Any]:
         )
     if opts.protocol != "leak-free" and opts.folds:
         raise ConfigError("--folds is only available with the leak-free protocol")
+    if opts.teacher and (opts.protocol != "leak-free" or opts.folds):
+        raise ConfigError("--teacher is only available for a leak-free run without --folds")
+    if not 0.0 < opts.teacher_mix <= 1.0:
+        raise ConfigError(f"--teacher-mix {opts.teacher_mix}: must be in (0, 1]")
+    if opts.teacher_temperature <= 0:
+        raise ConfigError(f"--teacher-temperature {opts.teacher_temperature}: must be > 0")
     created = not run.exists()
     try:
         if opts.protocol == "seed002-leaky":
@@ -449,6 +525,7 @@ def train_run(opts: TrainOptions) -> dict[str, Any]:
 
             initial = create_model(opts.arch, train.num_classes, DEFAULT_CONTRACT.input_shape)
             _load_weights(initial, Path(opts.init_from))
+        teacher_info = _teacher_config(opts, list(train.label_names)) if opts.teacher else None
     except BaseException:
         if created and run.exists():
             shutil.rmtree(run)
@@ -467,6 +544,7 @@ def train_run(opts: TrainOptions) -> dict[str, Any]:
         "command": opts.command or shlex.join(["fer-train", *sys.argv[1:]]),
         "commit": git_commit(),
         "init_from": init_info,
+        "teacher": teacher_info,
         "status": "running",
         "protocol": (
             "leak-free: exact duplicates removed inside Training and between Training and "
