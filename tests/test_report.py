@@ -90,3 +90,24 @@ def test_report_leaky_table_and_warm_restart_lineage(tmp_path: Path) -> None:
     rows = {r["run"]: r for r in json.loads((out / "results.json").read_text())}
     assert rows["lstm3-r2"]["lineage"][0]["command"] == "first cmd"
     assert rows["lstm3-r2"]["train_seconds_total"] == 1200
+
+
+def test_warm_restart_from_a_soup_counts_the_soups_cycles_once(tmp_path: Path) -> None:
+    """A cycle started from a soup: the soup's ingredients' cycles add up, the soup adds no
+    epochs (only the seconds it took to average), so the epochs read ``2+2``, not ``2+None+2``."""
+    runs = tmp_path / "runs"
+    first = _run(runs, "c1", "feredge_sepnet", 0.60)
+    soup = runs / "soup"
+    soup.mkdir()
+    (soup / "config.json").write_text(json.dumps({"arch": "feredge_sepnet", "status": "complete", "labels": ["a", "b"], "command": "fer-train soup ...", "soup": {"ingredients": [{"path": str(first / "model.keras"), "kept": True}]}}))  # fmt: skip
+    (soup / "metrics.json").write_text(json.dumps({"accuracy": 0.61, "n": 10, "train_seconds": 60}))
+    child = _run(runs, "c2", "feredge_sepnet", 0.63)
+    cfg = json.loads((child / "config.json").read_text())
+    cfg["init_from"] = {"path": str(soup / "model.keras"), "parent": {"command": "fer-train soup ..."}}  # fmt: skip
+    (child / "config.json").write_text(json.dumps(cfg))
+    out = tmp_path / "out"
+    assert main(["report", "--runs", str(child), "--out", str(out)]) == 0
+    row = json.loads((out / "results.json").read_text())[0]
+    assert row["epochs_by_cycle"] == [2, 2]
+    assert [c["soup"] for c in row["lineage"]] == [False, True]
+    assert row["train_seconds_total"] == 1260

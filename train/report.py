@@ -74,8 +74,9 @@ def collect_run(run: Path, latency: dict[str, float]) -> dict[str, Any] | None:
     lineage = _lineage(cfg)
     own_epochs = _epochs(run)
     seconds = [c["train_seconds"] for c in lineage] + [metrics.get("train_seconds")]
-    epochs = [c["epochs"] for c in lineage]
-    if not cfg.get("soup"):  # a soup adds no epochs of its own
+    # A soup (as this run or as a warm start's parent) adds no epochs of its own.
+    epochs = [c["epochs"] for c in lineage if not c.get("soup")]
+    if not cfg.get("soup"):
         epochs.append(own_epochs)
     return {
         "arch": arch,
@@ -136,7 +137,7 @@ def _lineage(cfg: dict[str, Any], depth: int = 0) -> list[dict[str, Any]]:
             if ing.get("kept"):
                 parent = Path(ing["path"]).parent
                 pcfg = _load(parent / "config.json") or {}
-                chain = [*_lineage(pcfg, depth + 1), _cycle(parent, pcfg.get("command"))]
+                chain = [*_lineage(pcfg, depth + 1), _cycle(parent, pcfg)]
                 for c in chain:
                     cycles.setdefault(c["run"], c)
         return list(cycles.values())
@@ -145,19 +146,20 @@ def _lineage(cfg: dict[str, Any], depth: int = 0) -> list[dict[str, Any]]:
         return []
     parent = Path(init["path"]).parent
     pcfg = _load(parent / "config.json") or {}
-    command = (init.get("parent") or {}).get("command") or pcfg.get("command")
-    return [*_lineage(pcfg, depth + 1), _cycle(parent, command)]
+    command = (init.get("parent") or {}).get("command")
+    return [*_lineage(pcfg, depth + 1), _cycle(parent, pcfg, command)]
 
 
-def _cycle(run: Path, command: str | None) -> dict[str, Any]:
-    """One training cycle of a lineage: its run folder's train time and epochs."""
+def _cycle(run: Path, cfg: dict[str, Any], command: str | None = None) -> dict[str, Any]:
+    """One step of a lineage (a training cycle or a soup): its run's train time and epochs."""
     metrics = _load(run / "metrics.json") or {}
     return {
         "run": str(run),
         "found": bool(metrics),
+        "soup": bool(cfg.get("soup")),
         "train_seconds": metrics.get("train_seconds"),
-        "epochs": _epochs(run),
-        "command": command,
+        "epochs": None if cfg.get("soup") else _epochs(run),
+        "command": command or cfg.get("command"),
     }
 
 
