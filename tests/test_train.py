@@ -134,29 +134,6 @@ def test_warm_restart_cosine_erasing(tmp_path: Path, fer_slice_csv: Path) -> Non
     assert lrs == pytest.approx([4e-4, 2e-4], rel=1e-5)
 
 
-@pytest.mark.parametrize(
-    ("init", "message"),
-    [("missing", "no such file"), ("other_arch", "do not fit --arch bagga_cnn_lstm2")],
-)
-def test_bad_init_from_exit_2_nothing_left(
-    tmp_path: Path,
-    fer_slice_csv: Path,
-    capsys: pytest.CaptureFixture[str],
-    init: str,
-    message: str,
-) -> None:
-    src = tmp_path / "src"
-    if init == "other_arch":
-        assert _train(["--arch", "bagga_cnn1", "--data", str(fer_slice_csv), "--limit", "200", "--epochs", "1", "--out", str(src)]) == 0  # fmt: skip
-    capsys.readouterr()
-    run = tmp_path / "bad"
-    rc = _train(["--arch", "bagga_cnn_lstm2", "--data", str(fer_slice_csv), "--epochs", "1", "--init-from", str(src / "model.keras"), "--out", str(run)])  # fmt: skip
-    assert rc == 2
-    err = capsys.readouterr().err
-    assert message in err and "Traceback" not in err
-    assert not run.exists()
-
-
 def test_state_keeps_training_time_across_a_kill(tmp_path: Path) -> None:
     """A run killed between epochs keeps the seconds it trained so far in state.json, so that a
     later ``--resume`` reports the whole training time (it used to restart the clock at 0)."""
@@ -227,32 +204,36 @@ def test_distillation_run_records_its_teacher(tmp_path: Path, fer_slice_csv: Pat
 
 
 @pytest.mark.parametrize(
-    ("case", "message"),
+    ("option", "case", "message"),
     [
-        ("missing", "--teacher"),
-        ("leaky", "only leak-free runs"),
-        ("labels", "differ from"),
-        ("mix", "--teacher-mix 0.0"),
+        ("--init-from", "missing", "no such file"),
+        ("--init-from", "other_arch", "do not fit --arch bagga_cnn_lstm2"),
+        ("--teacher", "missing", "--teacher"),
+        ("--teacher", "leaky", "only leak-free runs"),
+        ("--teacher", "labels", "differ from"),
+        ("--teacher", "mix", "--teacher-mix 0.0"),
     ],
 )
-def test_bad_teacher_exit_2_nothing_left(
+def test_bad_parent_checkpoint_exit_2_nothing_left(
     tmp_path: Path,
     fer_slice_csv: Path,
     capsys: pytest.CaptureFixture[str],
+    option: str,
     case: str,
     message: str,
 ) -> None:
+    """A warm start (--init-from) or a teacher that cannot be used: exit 2, no run folder."""
     src = tmp_path / "src"
-    common = ["--arch", "bagga_cnn1", "--data", str(fer_slice_csv), "--limit", "200", "--epochs", "1"]  # fmt: skip
-    if case == "leaky":
-        assert _train([*common, "--protocol", "seed002-leaky", "--out", str(src)]) == 0
-    elif case in ("labels", "mix"):
-        extra = ["--classes", "angry,happy,neutral,sad"] if case == "labels" else []
-        assert _train([*common, *extra, "--out", str(src)]) == 0
+    common = ["--data", str(fer_slice_csv), "--limit", "200", "--epochs", "1"]
+    extra = {"leaky": ["--protocol", "seed002-leaky"], "labels": ["--classes", "angry,happy,neutral,sad"]}  # fmt: skip
+    if case != "missing":
+        assert (
+            _train(["--arch", "bagga_cnn1", *common, *extra.get(case, []), "--out", str(src)]) == 0
+        )
     capsys.readouterr()
     run = tmp_path / "bad"
-    mix = "0" if case == "mix" else "0.5"
-    rc = _train([*common, "--teacher", str(src / "model.keras"), "--teacher-mix", mix, "--out", str(run)])  # fmt: skip
+    mix = ["--teacher-mix", "0"] if case == "mix" else []
+    rc = _train(["--arch", "bagga_cnn_lstm2", *common, option, str(src / "model.keras"), *mix, "--out", str(run)])  # fmt: skip
     assert rc == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
