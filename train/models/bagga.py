@@ -103,7 +103,7 @@ def bagga_cnn3_nolstm(k: ModuleType, num_classes: int, input_shape: tuple[int, i
     Not in the paper. Seed 002 credits the LSTM layers for Model3's lead over Model1, but Model1
     also has a smaller trunk; this control keeps everything but the LSTMs. At the paper's Adam
     1e-3 its fc layer dies in the first epoch (``bench/dead_units.py``), so it is trained at
-    1e-4: the comparison with Model3 differs in learning rate too (docs/RESULTS.md).
+    1e-4, and the like-for-like comparison is Model3 trained at 1e-4 too (docs/RESULTS.md).
     """
     inp = k.Input(shape=input_shape, name="image")
     x = _trunk_5conv(k, normalization(k, inp))
