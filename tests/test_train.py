@@ -212,6 +212,7 @@ def test_distillation_run_records_its_teacher(tmp_path: Path, fer_slice_csv: Pat
         ("--teacher", "leaky", "only leak-free runs"),
         ("--teacher", "labels", "differ from"),
         ("--teacher", "mix", "--teacher-mix 0.0"),
+        ("--teacher", "corrupt", "not a Keras .keras archive"),
     ],
 )
 def test_bad_parent_checkpoint_exit_2_nothing_left(
@@ -230,6 +231,8 @@ def test_bad_parent_checkpoint_exit_2_nothing_left(
         assert (
             _train(["--arch", "bagga_cnn1", *common, *extra.get(case, []), "--out", str(src)]) == 0
         )
+    if case == "corrupt":  # a finished run whose checkpoint is no longer a model
+        (src / "model.keras").write_bytes(b"not a model")
     capsys.readouterr()
     run = tmp_path / "bad"
     mix = ["--teacher-mix", "0"] if case == "mix" else []

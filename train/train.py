@@ -39,7 +39,7 @@ from train.data import FaceSet, load_fer2013, select_classes
 from train.data.augment import NONE, AugmentConfig, build_augmenter
 from train.data.dedup import leak_free_train, rows_with_twin
 from train.data.sampling import kfold_indices, oversample, stratified_limit
-from train.evaluate import write_json
+from train.evaluate import load_keras_model, write_json
 
 log = logging.getLogger(__name__)
 
@@ -166,18 +166,29 @@ def cosine_lr(epoch: int, base_lr: float, epochs: int) -> float:
     return float(base_lr * 0.5 * (1.0 + np.cos(np.pi * t)))
 
 
+def _run_config(checkpoint: Path) -> dict[str, Any] | None:
+    """The ``config.json`` beside a checkpoint (its run's), or None if there is none.
+
+    Raises:
+        DataError: the file is not valid JSON.
+    """
+    cfg_path = checkpoint.parent / "config.json"
+    if not cfg_path.is_file():
+        return None
+    try:
+        return dict(json.loads(cfg_path.read_text()))
+    except json.JSONDecodeError as e:
+        raise DataError(f"{cfg_path}: not valid JSON ({e})") from None
+
+
 def checkpoint_provenance(path: Path) -> dict[str, Any]:
     """Where a checkpoint came from: its hash and, if beside it, its run's provenance.
 
-    Recorded for a warm start's parent (``init_from``) and for each ingredient of a soup.
+    Recorded for a warm start's parent (``init_from``), a soup's ingredients and a teacher.
     """
     info: dict[str, Any] = {"path": str(path), "sha256": file_sha256(path)}
-    parent = path.parent / "config.json"
-    if parent.is_file():
-        try:
-            cfg = json.loads(parent.read_text())
-        except json.JSONDecodeError as e:
-            raise DataError(f"{parent}: not valid JSON ({e})") from None
+    cfg = _run_config(path)
+    if cfg is not None:
         info["parent"] = {
             k: cfg.get(k) for k in ("arch", "command", "resumed_with", "commit", "init_from")
         }
@@ -200,15 +211,11 @@ def leak_free_run_config(path: Path, what: str, val_usage: str | None = None) ->
             validation split.
         DataError: ``config.json`` is not valid JSON.
     """
-    cfg_path = path.parent / "config.json"
     if not path.is_file():
         raise ConfigError(f"{what} {path}: no such file")
-    if not cfg_path.is_file():
+    cfg = _run_config(path)
+    if cfg is None:
         raise ConfigError(f"{what} {path}: no config.json beside it (its run is needed)")
-    try:
-        cfg = json.loads(cfg_path.read_text())
-    except json.JSONDecodeError as e:
-        raise DataError(f"{cfg_path}: not valid JSON ({e})") from None
     options = cfg.get("options") or {}
     protocol = options.get("protocol", "leak-free")
     if protocol != "leak-free":
@@ -218,7 +225,7 @@ def leak_free_run_config(path: Path, what: str, val_usage: str | None = None) ->
         raise ConfigError(
             f"{what} {path}: validated on {used!r}, not {val_usage!r}; it may have trained on it"
         )
-    return dict(cfg)
+    return cfg
 
 
 def _teacher_config(opts: TrainOptions, labels: list[str]) -> dict[str, Any]:
@@ -386,10 +393,16 @@ def _callbacks(run: Path, opts: TrainOptions, state: dict[str, Any] | None) -> l
 
 
 def _fit(
-    run: Path, train: FaceSet, val: FaceSet, opts: TrainOptions, initial: Any = None
+    run: Path,
+    train: FaceSet,
+    val: FaceSet,
+    opts: TrainOptions,
+    initial: Any = None,
+    teacher: Any = None,
 ) -> dict[str, Any]:
     """Train (or resume) into ``run``. ``initial``: an already built model to start from (the
-    ``--init-from`` weights loaded once by :func:`train_run`); otherwise a fresh one is built."""
+    ``--init-from`` weights loaded once by :func:`train_run`); otherwise a fresh one is built.
+    ``teacher``: the loaded ``--teacher`` model, if any."""
     import keras
 
     from train.models import create_model
@@ -421,7 +434,6 @@ def _fit(
     initial_epoch = state["epoch"] + 1 if state else 0
     t0 = time.time()
     if initial_epoch < opts.epochs:
-        teacher = keras.models.load_model(opts.teacher, compile=False) if opts.teacher else None
         model.fit(
             _dataset(train, opts, training=True, teacher=teacher),
             validation_data=_dataset(val, opts, training=False),
@@ -525,7 +537,10 @@ def train_run(opts: TrainOptions) -> dict[str, Any]:
 
             initial = create_model(opts.arch, train.num_classes, DEFAULT_CONTRACT.input_shape)
             _load_weights(initial, Path(opts.init_from))
-        teacher_info = _teacher_config(opts, list(train.label_names)) if opts.teacher else None
+        teacher, teacher_info = None, None
+        if opts.teacher:
+            teacher_info = _teacher_config(opts, list(train.label_names))
+            teacher = load_keras_model(opts.teacher)  # a bad file fails before the run exists
     except BaseException:
         if created and run.exists():
             shutil.rmtree(run)
@@ -570,7 +585,7 @@ def train_run(opts: TrainOptions) -> dict[str, Any]:
     if opts.folds:
         metrics = _kfold(run, train, opts)
     else:
-        extra = _fit(run, train, val, opts, initial)
+        extra = _fit(run, train, val, opts, initial, teacher)
         metrics = _finish(run, val, extra, twin_rows)
     config["status"] = "complete"
     write_json(run / "config.json", config)
