@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from edge.contract import LABEL_SETS
+from train.data.fer2013 import SPLITS
 
 
 def add_subcommands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -41,7 +42,13 @@ def add_train_parser(sub: Any) -> None:
     )
     t.add_argument("--seed", type=int, default=42, help="random seed")
     t.add_argument("--resume", action="store_true", help="continue from RUN_DIR/last.keras")
-    t.add_argument("--val-usage", default="PublicTest", help="validation split (Usage value)")
+    t.add_argument(
+        "--val-usage",
+        default="PublicTest",
+        choices=SPLITS,
+        help="split that selects the checkpoint: TrainVal (a fixed 10%% slice of Training, kept out "
+        "of training; PublicTest is then only reported) or a Usage value",
+    )
     t.add_argument("--no-augment", action="store_true", help="disable training augmentation")
     t.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate")
     t.add_argument("--patience", type=int, default=7, help="early-stopping patience (epochs)")
@@ -201,7 +208,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     loaded = open_model(args.model)
     usages = [u.strip() for u in args.usage.split(",") if u.strip()]
     if not usages:
-        raise DataError("--usage is empty; valid: Training, PublicTest, PrivateTest")
+        raise DataError(f"--usage is empty; valid: {', '.join(SPLITS)}")
     kw: dict[str, Any] = {"labels": args.labels, "ferplus_path": args.ferplus}
     if args.labels == "ferplus":
         kw["ferplus_classes"] = args.ferplus_classes

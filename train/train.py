@@ -38,6 +38,7 @@ from edge.model_meta import file_sha256
 from train.data import FaceSet, load_fer2013, select_classes
 from train.data.augment import NONE, AugmentConfig, build_augmenter
 from train.data.dedup import leak_free_train, rows_with_twin
+from train.data.fer2013 import TRAIN_VAL
 from train.data.sampling import kfold_indices, oversample, stratified_limit
 from train.evaluate import load_keras_model, write_json
 
@@ -129,7 +130,8 @@ def prepare_data(
     val = load_fer2013(opts.data, opts.val_usage, **kw).require_nonempty(f"{opts.val_usage} split")
     if opts.classes:
         train, val = select_classes(train, opts.classes), select_classes(val, opts.classes)
-    clean, rep = leak_free_train(train, {opts.val_usage: val})
+    held_out = {opts.val_usage: val} | _report_splits(opts, kw)
+    clean, rep = leak_free_train(train, held_out)
     twin_rows = rows_with_twin(val, train)
     clean = stratified_limit(clean, opts.limit, opts.seed)
     if opts.limit:
@@ -151,6 +153,18 @@ def prepare_data(
         val_source=val.source,
     )
     return clean, val, report
+
+
+def _report_splits(opts: TrainOptions, kw: dict[str, Any]) -> dict[str, FaceSet]:
+    """PublicTest, when the run validates on the Training slice instead: its images are kept out
+    of training too, so PublicTest stays an honest report of a model selected without it."""
+    if opts.val_usage != TRAIN_VAL:
+        return {}
+    try:
+        public = load_fer2013(opts.data, "PublicTest", **kw)
+    except DataError:  # a CSV with Training rows only: nothing to keep clean
+        return {}
+    return {"PublicTest": select_classes(public, opts.classes) if opts.classes else public}
 
 
 PROTOCOLS = ("leak-free", "seed002-leaky")
@@ -563,7 +577,7 @@ def train_run(opts: TrainOptions) -> dict[str, Any]:
         "status": "running",
         "protocol": (
             "leak-free: exact duplicates removed inside Training and between Training and "
-            f"{opts.val_usage}; oversampling (if any) applied to Training only after the split; "
+            f"{' and '.join(report['dedup']['eval_rows_with_train_twin'])}; oversampling (if any) applied to Training only after the split; "
             f"model selected on {opts.val_usage}"
             if opts.protocol == "leak-free"
             else "seed002-leaky: Training + PublicTest pooled, randomly oversampled BEFORE an "

@@ -24,6 +24,26 @@ def image_hashes(images: np.ndarray) -> np.ndarray:
     )
 
 
+#: One image in ``VALIDATION_BUCKETS`` lands in the validation slice of Training (10 %).
+VALIDATION_BUCKETS = 10
+
+
+def in_validation_slice(images: np.ndarray) -> np.ndarray:
+    """Which images belong to the fixed validation slice of Training (``--val-usage TrainVal``).
+
+    Membership is a function of the image's content hash alone, so it is the same for every run,
+    seed, label source (FER2013 or FERPlus) and class subset: checkpoints, soups, ensembles and
+    calibration temperatures of different runs are all selected on one slice, which none of
+    them trained on. Exact duplicates share a hash and so always fall on the same side (the
+    split is duplicate-group aware by construction).
+
+    Returns:
+        ``(N,)`` bool mask.
+    """
+    buckets = np.asarray([int(h[:8], 16) % VALIDATION_BUCKETS for h in image_hashes(images)])
+    return buckets == 0
+
+
 @dataclass
 class DedupReport:
     """Counts of what the leak-free preparation removed (goes into ``config.json``)."""

@@ -22,11 +22,17 @@ import numpy as np
 
 from edge.contract import FER2013_LABELS, FERPLUS_LABELS
 from edge.errors import DataError
+from train.data.dedup import in_validation_slice
 from train.data.faceset import FaceSet, distributions
 
 log = logging.getLogger(__name__)
 
 USAGES = ("Training", "PublicTest", "PrivateTest")
+#: The validation slice carved out of Training (see :func:`train.data.dedup.in_validation_slice`):
+#: models, soups, ensembles and temperatures are selected on it, so PublicTest is only reported.
+TRAIN_VAL = "TrainVal"
+#: Every name ``--usage``/``--val-usage`` accepts: the CSV's own Usage values and ``TrainVal``.
+SPLITS = (*USAGES, TRAIN_VAL)
 PIXELS = 48 * 48
 FER_COLUMNS = ("emotion", "pixels", "Usage")
 FERPLUS_VOTE_COLUMNS = (
@@ -244,7 +250,10 @@ def load_fer2013(
 
     Args:
         path: FER2013 CSV (plain or ``.gz``).
-        usage: ``Training``, ``PublicTest``, ``PrivateTest`` or a sequence of them.
+        usage: ``Training``, ``PublicTest``, ``PrivateTest``, ``TrainVal`` (the fixed validation
+            slice of Training, :data:`TRAIN_VAL`) or a sequence of them. ``Training`` is all of
+            Training; training runs validated on ``TrainVal`` drop its images from their
+            training set (:func:`train.data.dedup.leak_free_train`).
         labels: ``fer2013`` (the CSV's ``emotion``) or ``ferplus`` (majority vote of the aligned
             FERPlus file; rows without a valid majority are dropped).
         ferplus_path: FERPlus CSV, required for ``labels="ferplus"``. With ``labels="fer2013"``
@@ -255,13 +264,15 @@ def load_fer2013(
         DataError: for unreadable files, bad rows, misaligned FERPlus files or an empty split.
     """
     usages = (usage,) if isinstance(usage, str) else tuple(usage)
-    bad = [u for u in usages if u not in USAGES]
+    bad = [u for u in usages if u not in SPLITS]
     if bad:
-        raise DataError(f"unknown Usage {bad}; valid: {list(USAGES)}")
+        raise DataError(f"unknown Usage {bad}; valid: {list(SPLITS)}")
     if labels not in ("fer2013", "ferplus"):
         raise DataError(f"unknown label mode {labels!r}; valid: fer2013, ferplus")
     images, emotion, use = read_fer2013_csv(path)
     mask = np.isin(use, usages)
+    if TRAIN_VAL in usages and "Training" not in usages:
+        mask |= (use == "Training") & in_validation_slice(images)
     if not mask.any():
         found = sorted(set(use.tolist()))
         raise DataError(f"{path}: no rows with Usage {list(usages)}; the file has {found}")
