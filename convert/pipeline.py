@@ -7,6 +7,7 @@ twin are built in a temporary folder beside the output and moved into place with
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -19,7 +20,7 @@ from typing import Any
 
 from edge.contract import DEFAULT_CONTRACT, LABEL_SETS, PreprocessContract
 from edge.errors import ConfigError, DataError, ModelError
-from edge.model_meta import ModelMetadata, embed_metadata, file_sha256
+from edge.model_meta import ModelMetadata, embed_metadata
 
 log = logging.getLogger(__name__)
 
@@ -306,19 +307,34 @@ def run_convert(opts: ConvertOptions) -> dict[str, Any]:
             if opts.report is not None:
                 write_report(opts.report, report)
         meta = ModelMetadata.from_dict({**meta.to_dict(), "parity": report})
-        candidate.write_bytes(embed_metadata(data, meta))
-        sha = file_sha256(candidate)
-        doc = {
-            **meta.to_dict(),
-            "file": opts.out.name,
-            "sha256": sha,
-            "bytes": candidate.stat().st_size,
-        }
-        side = tmp / f"{opts.out.stem}.json"
-        side.write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")
-        os.replace(candidate, opts.out)
-        os.replace(side, opts.out.with_suffix(".json"))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    log.info("wrote %s (%d bytes, sha256 %s)", opts.out, opts.out.stat().st_size, sha)
+    write_model(opts.out, data, meta)
     return report
+
+
+def write_model(out: Path, data: bytes, meta: ModelMetadata) -> str:
+    """Write ``out`` (``data`` with ``meta`` embedded) and its sidecar ``out.json`` (the metadata
+    plus file name, sha256 and size); both appear complete or not at all.
+
+    Returns:
+        The sha256 of the written model.
+
+    Raises:
+        ModelError: if ``meta`` disagrees with the model's tensors.
+    """
+    model = embed_metadata(data, meta)
+    sha = hashlib.sha256(model).hexdigest()
+    doc = {**meta.to_dict(), "file": out.name, "sha256": sha, "bytes": len(model)}
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    try:
+        candidate = tmp / out.name
+        candidate.write_bytes(model)
+        side = tmp / f"{out.stem}.json"
+        side.write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")
+        os.replace(candidate, out)
+        os.replace(side, out.with_suffix(".json"))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    log.info("wrote %s (%d bytes, sha256 %s)", out, len(model), sha)
+    return sha

@@ -273,11 +273,9 @@ class Pipeline:
         return self.summary
 
     def _load_classifier(self) -> Classifier:
-        from edge.classify.interpreter import TFLiteClassifier
+        from edge.classify.deployed import open_configured
 
-        return TFLiteClassifier(
-            self.cfg.model.resolved_path(), num_threads=self.cfg.model.num_threads
-        )
+        return open_configured(self.cfg.model)
 
     def _wait_for_brokers(self, sinks: list[Sink]) -> None:
         for s in sinks:

@@ -63,6 +63,12 @@ def build_parser() -> argparse.ArgumentParser:
     i = sub.add_parser("info", help="show a model's metadata, path and sha256")
     i.add_argument("model", nargs="?", type=Path, help="model file (default: the bundled model)")
     i.add_argument("--json", action="store_true", help="machine-readable JSON")
+    i.add_argument(
+        "--config",
+        type=Path,
+        help="also show how this config's [model] section deploys the model (test-time "
+        "augmentation, ensemble, temperature); default: the package defaults",
+    )
 
     v = sub.add_parser("validate-config", help="check a config file; exit 0 if valid, 2 if not")
     v.add_argument("config", type=Path)
@@ -226,35 +232,44 @@ def model_info(path: Path) -> dict[str, Any]:
     }
 
 
-def _model_override(value: Path) -> dict[str, str | None]:
+def _model_override(value: Path) -> dict[str, Any]:
     """``--model``: a bundled model name (``cnn``, ``cnn_lstm``) unless a file of that name exists."""
     from edge.config import BUNDLED_MODELS
 
+    # The flag names the one model to run: it replaces the config file's path or ensemble.
     if str(value) in BUNDLED_MODELS and not value.exists():
-        # Clear a path from the config file: the flag overrides it.
-        return {"bundled": str(value), "path": None}
-    return {"path": str(value)}
+        return {"bundled": str(value), "path": None, "ensemble": []}
+    return {"path": str(value), "ensemble": []}
 
 
 def cmd_info(args: argparse.Namespace) -> int:
     """``fer-edge info``."""
-    from edge.config import BUNDLED_MODELS, default_model_path
+    from edge.classify.deployed import open_configured
+    from edge.config import BUNDLED_MODELS, default_model_path, load_config
     from edge.errors import ModelError
 
-    setup_logging("WARNING")
-    if args.model is None:
+    setup_logging("ERROR")
+    overrides = {} if args.model is None else {"model": _model_override(args.model)}
+    cfg = load_config(args.config, overrides)
+    if args.model is None and args.config is None:
         path = default_model_path()
-    elif str(args.model) in BUNDLED_MODELS and not args.model.exists():
+    elif args.model is not None and str(args.model) in BUNDLED_MODELS and not args.model.exists():
         path = default_model_path(str(args.model))
-    else:
+    elif args.model is not None:
         path = args.model
+    else:
+        path = cfg.model.resolved_path()
     if not path.is_file():
         raise ModelError(f"model file {path} does not exist")
     info = model_info(path)
+    clf = open_configured(cfg.model)
+    info["deployed"] = clf.describe()
+    clf.close()
     if args.json:
         print(json.dumps(info, indent=2, sort_keys=True))
         return 0
     meta = info["metadata"]
+    dep = info["deployed"]
     c = meta["contract"]
     lines = [
         f"model:        {info['path']}",
@@ -268,6 +283,8 @@ def cmd_info(args: argparse.Namespace) -> int:
         f"metrics:      {json.dumps(meta.get('metrics', {}), sort_keys=True)}",
         f"parity:       {json.dumps(meta.get('parity', {}), sort_keys=True)}",
         f"created:      {meta.get('created', '')} by fer-edge {meta.get('tool_version', '')}",
+        f"deployed:     tta={dep['tta']}, {len(dep['ensemble'])} model(s), temperature "
+        f"{dep['temperature']:.3f} ({dep['calibration_source']})",
     ]
     print("\n".join(lines))
     return 0

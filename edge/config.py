@@ -357,10 +357,46 @@ class ModelConfig(_Strict):
         description="Interpreter threads (1 is best on a 4-core Pi: capture and "
         "detection use the other cores).",
     )
+    tta: Literal["none", "flip", "flip_shift"] = Field(
+        "flip",
+        description="Test-time augmentation: classify each face as is ('none'), also mirrored "
+        "('flip', twice the classifier time), or mirrored and shifted by 2 pixels four ways "
+        "('flip_shift', six times); the views' probabilities are averaged.",
+    )
+    ensemble: list[str] = Field(
+        default_factory=list,
+        description="Several models whose probabilities are averaged: bundled names ('cnn', "
+        "'cnn_lstm') or .tflite paths, first one first (its metadata may carry the "
+        "calibration). They must share one preprocessing contract and label list. When set, "
+        "it replaces 'path'/'bundled'.",
+    )
+    temperature: float | None = Field(
+        None,
+        gt=0,
+        le=100,
+        description="Calibration temperature applied to the averaged probabilities; unset: the "
+        "one fitted for this very setting (tta, ensemble) stored in the first model's metadata "
+        "by 'fer-train calibrate', else 1 (uncalibrated).",
+    )
+
+    @model_validator(mode="after")
+    def _one_model_source(self) -> ModelConfig:
+        if self.ensemble and self.path is not None:
+            raise ValueError("set either 'path' or 'ensemble', not both")
+        return self
 
     def resolved_path(self) -> Path:
-        """``path`` or the bundled model named by ``bundled``."""
-        return self.path if self.path is not None else default_model_path(self.bundled)
+        """The first model file: ``ensemble[0]``, ``path`` or the bundled model ``bundled``."""
+        return self.resolved_paths()[0]
+
+    def resolved_paths(self) -> list[Path]:
+        """Every model file, first one first: the ``ensemble`` entries (bundled names resolved),
+        else ``path``, else the bundled model named by ``bundled``."""
+        if self.ensemble:
+            return [
+                default_model_path(m) if m in BUNDLED_MODELS else Path(m) for m in self.ensemble
+            ]
+        return [self.path if self.path is not None else default_model_path(self.bundled)]
 
 
 class TrackingConfig(_Strict):

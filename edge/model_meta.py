@@ -64,6 +64,9 @@ class ModelMetadata:
         training: Training data description, command, seed and code commit.
         metrics: Validation metrics of the float model from training.
         parity: The conversion parity report (float vs. converted on the validation split).
+        calibration: The temperature fitted by ``fer-train calibrate`` and the setting it was
+            fitted for (``setting``: test-time views and the other ensemble members' sha256),
+            with the data it was fitted on and the ECE before/after (empty: uncalibrated).
         created: Creation time, UTC ISO-8601.
         tool_version: fer-edge version that wrote the metadata.
         format_version: Metadata layout version (:data:`FORMAT_VERSION`).
@@ -78,6 +81,7 @@ class ModelMetadata:
     training: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
     parity: dict[str, Any] = field(default_factory=dict)
+    calibration: dict[str, Any] = field(default_factory=dict)
     created: str = ""
     tool_version: str = ""
     format_version: int = FORMAT_VERSION
@@ -120,6 +124,8 @@ class ModelMetadata:
             "parity": self.parity,
             "created": self.created,
             "tool_version": self.tool_version,
+            # Only when fitted, so an uncalibrated model's metadata reads as it always has.
+            **({"calibration": self.calibration} if self.calibration else {}),
         }
 
     def to_json(self, indent: int | None = None) -> str:
@@ -156,6 +162,7 @@ class ModelMetadata:
             "training",
             "metrics",
             "parity",
+            "calibration",
             "created",
             "tool_version",
         }
@@ -177,7 +184,7 @@ class ModelMetadata:
             contract = PreprocessContract.from_dict(contract_d)
         except (TypeError, ValueError) as e:
             raise ModelError(f"model metadata 'contract' is invalid: {e}") from None
-        for key in ("quantization", "training", "metrics", "parity"):
+        for key in ("quantization", "training", "metrics", "parity", "calibration"):
             if not isinstance(d.get(key, {}), dict):
                 raise ModelError(f"model metadata {key!r} is not a JSON object")
         return cls(
@@ -190,6 +197,7 @@ class ModelMetadata:
             training=dict(d.get("training", {})),
             metrics=dict(d.get("metrics", {})),
             parity=dict(d.get("parity", {})),
+            calibration=dict(d.get("calibration", {})),
             created=str(d.get("created", "")),
             tool_version=str(d.get("tool_version", "")),
             format_version=int(version),

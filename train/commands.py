@@ -18,6 +18,7 @@ def add_subcommands(sub: argparse._SubParsersAction) -> None:  # type: ignore[ty
     add_compare_parser(sub)
     add_report_parser(sub)
     add_soup_parser(sub)
+    add_calibrate_parser(sub)
 
 
 def add_train_parser(sub: Any) -> None:
@@ -172,7 +173,21 @@ def add_evaluate_parser(sub: Any) -> None:
         description="Score a model on a FER2013/FERPlus split: metrics.json, confusion.png, "
         "roc.png in --out, and a one-line summary.",
     )
-    e.add_argument("model", help="model file: .keras (Keras 3) or .tflite (run through edge)")
+    e.add_argument(
+        "model",
+        nargs="?",
+        help="model file: .keras (Keras 3) or .tflite (run through edge); omit with --deployed",
+    )
+    e.add_argument(
+        "--deployed",
+        action="store_true",
+        help="evaluate the face classifier exactly as 'fer-edge run' builds it from --config "
+        "(default: the package defaults): its model(s), test-time augmentation, averaging and "
+        "calibration; adds ms_per_face (one thread per face, as on the device)",
+    )
+    e.add_argument(
+        "--config", type=Path, help="fer-edge TOML config whose [model] section --deployed uses"
+    )
     e.add_argument("--data", required=True, help="FER2013 CSV (plain or .gz)")
     e.add_argument(
         "--usage", default="PublicTest", help="split(s) to score, comma-separated (Usage values)"
@@ -196,16 +211,10 @@ def add_evaluate_parser(sub: Any) -> None:
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from edge.errors import DataError
     from train.data import load_fer2013, select_classes
-    from train.evaluate import (
-        check_model_labels,
-        evaluate_model,
-        open_model,
-        summary_line,
-        train_twin_rows,
-    )
+    from train.evaluate import check_model_labels, evaluate_model, summary_line, train_twin_rows
 
     # Open the model first: a bad model file fails in a second, not after parsing the CSV.
-    loaded = open_model(args.model)
+    loaded = _evaluated_model(args)
     usages = [u.strip() for u in args.usage.split(",") if u.strip()]
     if not usages:
         raise DataError(f"--usage is empty; valid: {', '.join(SPLITS)}")
@@ -233,6 +242,25 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     )
     print(summary_line(metrics))
     return 0
+
+
+def _evaluated_model(args: argparse.Namespace) -> Any:
+    """The positional model, or with ``--deployed`` the classifier ``fer-edge run`` would use."""
+    from edge.errors import ConfigError
+    from train.evaluate import open_deployed, open_model
+
+    if args.deployed:
+        if args.model:
+            raise ConfigError(
+                f"--deployed evaluates the models of --config (or the defaults), not {args.model}; "
+                "drop one of them"
+            )
+        return open_deployed(args.config)
+    if args.config:
+        raise ConfigError("--config is only used with --deployed")
+    if not args.model:
+        raise ConfigError("give a model file, or --deployed [--config TOML]")
+    return open_model(args.model)
 
 
 def add_compare_parser(sub: Any) -> None:
@@ -340,7 +368,12 @@ def add_soup_parser(sub: Any) -> None:
     s.add_argument("models", nargs="+", help="model.keras files of finished runs (same --arch)")
     s.add_argument("--data", required=True, help="FER2013 CSV (plain or .gz)")
     s.add_argument("--method", default="greedy", choices=("greedy", "uniform"), help="recipe")
-    s.add_argument("--val-usage", default="PublicTest", help="split the soup is selected on")
+    s.add_argument(
+        "--val-usage",
+        default="PublicTest",
+        choices=SPLITS,
+        help="split the soup is selected on (TrainVal keeps PublicTest a pure report)",
+    )
     s.add_argument("--out", required=True, help="run folder to create")
     s.set_defaults(func=_cmd_soup)
 
@@ -362,5 +395,44 @@ def _cmd_soup(args: argparse.Namespace) -> int:
     print(
         f"soup of {len(kept)}/{len(args.models)} checkpoints: {args.val_usage} accuracy "
         f"{metrics['accuracy']:.4f} macro-F1 {metrics['macro_f1']:.4f} -> {args.out}"
+    )
+    return 0
+
+
+def add_calibrate_parser(sub: Any) -> None:
+    """``fer-train calibrate``: fit the deployed classifier's temperature on TrainVal."""
+    c = sub.add_parser(
+        "calibrate",
+        help="fit the deployed classifier's calibration temperature on the TrainVal slice",
+        description="Run the face classifier exactly as 'fer-edge run' builds it from --config "
+        "(models, test-time augmentation, averaging) on the validation slice of Training "
+        "(TrainVal; never PublicTest), fit one temperature that minimises the log-loss, and write "
+        "the first model with the temperature (and the setting it was fitted for) in its "
+        "metadata to --out, plus --report DIR/calibration.json and reliability.png. Every "
+        "model must have been trained with --val-usage TrainVal.",
+    )
+    c.add_argument(
+        "--config", type=Path, help="fer-edge TOML config ([model] section; default: defaults)"
+    )
+    c.add_argument("--data", required=True, type=Path, help="FER2013 CSV (plain or .gz)")
+    c.add_argument("--out", required=True, type=Path, help="calibrated .tflite to write")
+    c.add_argument("--report", type=Path, help="folder for calibration.json and reliability.png")
+    c.set_defaults(func=_cmd_calibrate)
+
+
+def _cmd_calibrate(args: argparse.Namespace) -> int:
+    from train.calibration import run_calibration
+
+    cal = run_calibration(
+        args.config,
+        args.data,
+        args.out,
+        args.report,
+        command=shlex.join(["fer-train", *getattr(args, "argv", [])]),
+    )
+    print(
+        f"temperature {cal['temperature']:.4f}: TrainVal ECE {cal['ece_before']:.4f} -> "
+        f"{cal['ece_after']:.4f}, NLL {cal['nll_before']:.4f} -> {cal['nll_after']:.4f} -> "
+        f"{args.out}"
     )
     return 0

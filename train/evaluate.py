@@ -21,6 +21,7 @@ import logging
 import math
 import os
 import shutil
+import time
 import uuid
 import zipfile
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -32,6 +33,7 @@ import numpy as np
 
 from edge.contract import PreprocessContract, resize_to_contract, to_model_input
 from edge.errors import DataError, ModelError
+from train.calibration import expected_calibration_error, plot_reliability
 from train.plots import plot_comparison, plot_confusion, plot_history, plot_roc
 
 __all__ = [
@@ -195,6 +197,9 @@ def compute_metrics(
             f1_score(y, y_pred, labels=present, average="weighted", zero_division=0)
         ),
         "auc_macro": float(np.mean(valid_aucs)) if valid_aucs else None,
+        # Expected calibration error of the top-1 confidence (15 bins): how far an event's
+        # ``confidence`` is from the share of faces it is right about.
+        "ece": expected_calibration_error(p, y),
         "per_class": per_class,
         "confusion": {"matrix": cm.astype(int).tolist(), "labels": names},
         "macro_over": [names[i] for i in present],
@@ -347,6 +352,25 @@ def open_model(model_path: str | os.PathLike[str]) -> LoadedModel:
             f"{', '.join(KERAS_SUFFIXES + TFLITE_SUFFIXES)}"
         )
     return LoadedModel(handle, _info_of(handle, str(path)))
+
+
+def open_deployed(config: str | Path | None = None) -> LoadedModel:
+    """The face classifier ``fer-edge run`` builds from ``config``'s ``[model]`` section (the
+    package defaults when ``None``), through the same function
+    (:func:`edge.classify.deployed.open_configured`).
+
+    Raises:
+        ConfigError: an invalid config (naming the key).
+        ModelError: a model that cannot be loaded or members that do not agree.
+    """
+    from edge.classify.deployed import open_configured
+    from edge.config import load_config
+
+    cfg = load_config(config)
+    clf = open_configured(cfg.model)
+    info = _info_of(clf, str(clf.path))
+    info["deployed"] = clf.describe() | {"config": str(config) if config else None}
+    return LoadedModel(clf, info)
 
 
 def _fit_size(images: np.ndarray, side: int | None) -> np.ndarray:
@@ -516,7 +540,12 @@ def train_twin_rows(data_path: str | os.PathLike[str], faces: Any) -> np.ndarray
 
 
 #: Files :func:`evaluate_model` owns in its output folder (stale ones are removed on rewrite).
-EVAL_FILES = ("confusion.png", "roc.png", "confusion_excluding_train_duplicates.png")
+EVAL_FILES = (
+    "confusion.png",
+    "roc.png",
+    "reliability.png",
+    "confusion_excluding_train_duplicates.png",
+)
 
 
 def _publish_dir(tmp: Path, out: Path) -> None:
@@ -578,9 +607,17 @@ def evaluate_model(
     info = loaded.info
     check_model_labels(info, label_names)
     y = np.asarray(faces.labels, dtype=np.int64)
+    t0 = time.perf_counter()
     probs = predict_probs(loaded, faces.images, batch_size=batch_size)
+    seconds = time.perf_counter() - t0
     metrics = compute_metrics(y, probs, label_names)
     metrics["model"] = {k: info[k] for k in ("path", "format", "arch", "params", "input_size")}
+    if info["format"] == "tflite":
+        # The device's code path classifies face by face, so wall time per face is what a
+        # frame pays per face (on this machine, with this machine's load).
+        metrics["ms_per_face"] = 1000.0 * seconds / len(y)
+    if "deployed" in info:
+        metrics["deployed"] = info["deployed"]
     if extra:
         metrics.update(dict(extra))
 
@@ -606,6 +643,7 @@ def evaluate_model(
     try:
         plot_confusion(metrics, tmp / "confusion.png")
         plot_roc(y, probs, label_names, tmp / "roc.png")
+        plot_reliability([(str(info["arch"]), probs, y)], tmp / "reliability.png")
         if sub_mask is not None and sub_mask.any():
             plot_confusion(metrics[exclude_key], tmp / "confusion_excluding_train_duplicates.png")
         write_json(tmp / "metrics.json", metrics)
