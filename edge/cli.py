@@ -300,9 +300,10 @@ def cmd_validate_config(args: argparse.Namespace) -> int:
         print(f"{args.config}: valid (schema only): {cfg.summary()}")
         return 0
     problems = []
-    model = cfg.model.resolved_path()
-    if not model.is_file():
-        problems.append(f"model.path: model file {model} does not exist")
+    for i, model in enumerate(cfg.model.resolved_paths()):
+        if not model.is_file():
+            key = f"model.ensemble[{i}]" if cfg.model.ensemble else "model.path"
+            problems.append(f"{key}: model file {model} does not exist")
     if cfg.detector.type == "yunet" and cfg.detector.model and not cfg.detector.model.is_file():
         problems.append(f"detector.model: YuNet ONNX file {cfg.detector.model} does not exist")
     if cfg.source.type == "file" and not cfg.source.resolved_path().exists():

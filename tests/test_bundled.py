@@ -53,8 +53,15 @@ def test_bundled_key_selects_the_model(tmp_path: Path) -> None:
 
 
 def test_model_flag_accepts_a_bundled_name_and_overrides_the_file(tmp_path: Path) -> None:
-    assert _model_override(Path("cnn_lstm")) == {"bundled": "cnn_lstm", "path": None}
-    assert _model_override(tmp_path / "m.tflite") == {"path": str(tmp_path / "m.tflite")}
+    assert _model_override(Path("cnn_lstm")) == {
+        "bundled": "cnn_lstm",
+        "path": None,
+        "ensemble": [],
+    }
+    assert _model_override(tmp_path / "m.tflite") == {
+        "path": str(tmp_path / "m.tflite"),
+        "ensemble": [],
+    }
     cfg_file = tmp_path / "c.toml"
     cfg_file.write_text('[model]\npath = "/elsewhere/model.tflite"\n')
     cfg = load_config(cfg_file, {"model": _model_override(Path("cnn"))})

@@ -176,7 +176,7 @@ def test_teacher_targets_are_the_teachers_output_on_the_same_batch(temperature: 
     )
     keras.utils.set_random_seed(1)
     teacher = keras.Sequential([keras.Input((48, 48, 1)), keras.layers.Rescaling(1 / 255), keras.layers.Flatten(), keras.layers.Dense(7, activation="softmax")])  # fmt: skip
-    opts = TrainOptions(arch="bagga_cnn1", data="x", out="x", batch=6, augment=NONE, teacher="t.keras", teacher_mix=0.75, teacher_temperature=temperature)  # fmt: skip
+    opts = TrainOptions(arch="bagga_cnn1", data="x", out="x", batch=6, augment=NONE, teacher=["t.keras"], teacher_mix=0.75, teacher_temperature=temperature)  # fmt: skip
     xb, yb = next(iter(_dataset(fs, opts, training=True, teacher=teacher)))
     probs = teacher.predict(xb.numpy(), verbose=0)
     soft = np.exp(np.log(probs + 1e-8) / temperature)
@@ -196,11 +196,44 @@ def test_distillation_run_records_its_teacher(tmp_path: Path, fer_slice_csv: Pat
     rc = _train(["--arch", "bagga_cnn_lstm2", *common, "--teacher", str(teacher / "model.keras"), "--teacher-mix", "0.6", "--teacher-temperature", "2", "--out", str(student)])  # fmt: skip
     assert rc == 0
     cfg = json.loads((student / "config.json").read_text())
-    t = cfg["teacher"]
+    t = cfg["teacher"]["models"][0]
     assert t["path"] == str(teacher / "model.keras") and len(t["sha256"]) == 64
-    assert t["mix"] == 0.6 and t["temperature"] == 2.0
+    assert cfg["teacher"]["mix"] == 0.6 and cfg["teacher"]["temperature"] == 2.0
     assert t["parent"]["arch"] == "bagga_cnn1"
     assert "--teacher-mix 0.6" in cfg["command"]
+
+
+def test_distillation_from_deployed_tflite_teachers_with_flips(
+    tmp_path: Path, fer_slice_csv: Path
+) -> None:
+    """Two int8 teachers through the device's own code path, each also on the mirrored batch."""
+    import numpy as np
+
+    from edge.classify.deployed import open_classifier
+    from edge.config import default_model_path
+    from train.teachers import load_teachers
+
+    bundled = [str(default_model_path("cnn")), str(default_model_path("cnn_lstm"))]
+    labels = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
+    teachers = load_teachers(bundled, "flip", labels, "PublicTest")
+    assert teachers.count == 2
+    rng = np.random.default_rng(0)
+    batch = rng.integers(0, 256, size=(5, 48, 48, 1)).astype(np.float32)
+    want = open_classifier(bundled, tta="flip").predict_uncalibrated(batch[..., 0].astype(np.uint8))
+    assert np.allclose(np.asarray(teachers(batch)), want, atol=1e-6)
+
+    student = tmp_path / "student"
+    common = ["--data", str(fer_slice_csv), "--limit", "300", "--epochs", "1"]
+    teach = ["--teacher", bundled[0], "--teacher", bundled[1], "--teacher-tta", "flip"]
+    assert _train(["--arch", "bagga_cnn1", *common, *teach, "--out", str(student)]) == 0
+    cfg = json.loads((student / "config.json").read_text())["teacher"]
+    assert cfg["tta"] == "flip" and [m["path"] for m in cfg["models"]] == bundled
+    assert all(len(m["sha256"]) == 64 for m in cfg["models"])
+
+    # The bundled models trained on TrainVal's faces: a student selected there may not use them.
+    refused = tmp_path / "refused"
+    rc = _train(["--arch", "bagga_cnn1", *common, "--val-usage", "TrainVal", *teach, "--out", str(refused)])  # fmt: skip
+    assert rc == 2 and not refused.exists()
 
 
 @pytest.mark.parametrize(

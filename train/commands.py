@@ -92,9 +92,18 @@ def add_train_parser(sub: Any) -> None:
     )
     t.add_argument(
         "--teacher",
-        help="distil from this .keras model of a finished leak-free run with the same labels "
-        "(e.g. a soup): targets become (1-W) * labels + W * the teacher's output on the same "
-        "augmented batch",
+        action="append",
+        default=[],
+        metavar="MODEL",
+        help="distil from this .keras or .tflite model of a finished leak-free run with the same "
+        "labels and validation split (repeat for an ensemble of teachers): targets become "
+        "(1-W) * labels + W * the teachers' mean output on the same augmented batch",
+    )
+    t.add_argument(
+        "--teacher-tta",
+        default="none",
+        choices=("none", "flip"),
+        help="teachers also see the mirrored batch and their outputs are averaged (with --teacher)",
     )
     t.add_argument(
         "--teacher-mix",
@@ -144,6 +153,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         schedule=args.schedule,
         init_from=args.init_from,
         teacher=args.teacher,
+        teacher_tta=args.teacher_tta,
         teacher_mix=args.teacher_mix,
         teacher_temperature=args.teacher_temperature,
         command=shlex.join(["fer-train", *getattr(args, "argv", [])]),

@@ -40,7 +40,7 @@ from train.data.augment import NONE, AugmentConfig, build_augmenter
 from train.data.dedup import leak_free_train, rows_with_twin
 from train.data.fer2013 import TRAIN_VAL
 from train.data.sampling import kfold_indices, oversample, stratified_limit
-from train.evaluate import load_keras_model, write_json
+from train.evaluate import write_json
 
 log = logging.getLogger(__name__)
 
@@ -79,11 +79,13 @@ class TrainOptions:
     #: A ``.keras`` model of the same architecture whose weights start this run (a second,
     #: warm-restarted cycle); its run folder's provenance is copied into ``config.json``.
     init_from: str | None = None
-    #: Knowledge distillation: a ``.keras`` model of a finished leak-free run with the same labels
-    #: and contract. Each augmented training batch's targets become
-    #: ``(1 - teacher_mix) * targets + teacher_mix * teacher(batch)``, the teacher's softmax
-    #: softened by ``teacher_temperature``.
-    teacher: str | None = None
+    #: Knowledge distillation: ``.keras`` or ``.tflite`` models of finished leak-free runs with
+    #: the same labels and contract (see :mod:`train.teachers`). Each augmented training batch's
+    #: targets become ``(1 - teacher_mix) * targets + teacher_mix * teachers(batch)``, the mean
+    #: of the teachers' softmax (over ``teacher_tta`` views too) softened by
+    #: ``teacher_temperature``.
+    teacher: list[str] = field(default_factory=list)
+    teacher_tta: str = "none"
     teacher_mix: float = 0.5
     teacher_temperature: float = 1.0
     command: str | None = None
@@ -240,22 +242,6 @@ def leak_free_run_config(path: Path, what: str, val_usage: str | None = None) ->
             f"{what} {path}: validated on {used!r}, not {val_usage!r}; it may have trained on it"
         )
     return cfg
-
-
-def _teacher_config(opts: TrainOptions, labels: list[str]) -> dict[str, Any]:
-    """Check ``opts.teacher`` against this run (leak-free, same labels and contract)."""
-    assert opts.teacher is not None
-    path = Path(opts.teacher)
-    cfg = leak_free_run_config(path, "--teacher", opts.val_usage)
-    if cfg.get("labels") != labels:
-        raise ConfigError(f"--teacher {path}: labels {cfg.get('labels')} differ from {labels}")
-    contract = DEFAULT_CONTRACT.to_dict() | {"labels": labels}
-    if cfg.get("contract") not in (None, contract):
-        raise ConfigError(f"--teacher {path}: its preprocessing contract differs from this run's")
-    return checkpoint_provenance(path) | {
-        "mix": opts.teacher_mix,
-        "temperature": opts.teacher_temperature,
-    }
 
 
 def prepare_seed002_leaky(opts: TrainOptions) -> tuple[FaceSet, FaceSet, dict[str, Any]]:
@@ -553,8 +539,18 @@ def train_run(opts: TrainOptions) -> dict[str, Any]:
             _load_weights(initial, Path(opts.init_from))
         teacher, teacher_info = None, None
         if opts.teacher:
-            teacher_info = _teacher_config(opts, list(train.label_names))
-            teacher = load_keras_model(opts.teacher)  # a bad file fails before the run exists
+            from train.teachers import load_teachers
+
+            # Loaded here: a bad teacher fails before the run folder exists.
+            teacher = load_teachers(
+                opts.teacher, opts.teacher_tta, train.label_names, opts.val_usage
+            )
+            teacher_info = {
+                "models": teacher.provenance,
+                "tta": opts.teacher_tta,
+                "mix": opts.teacher_mix,
+                "temperature": opts.teacher_temperature,
+            }
     except BaseException:
         if created and run.exists():
             shutil.rmtree(run)

@@ -1,0 +1,91 @@
+"""The classifier as deployed, setting by setting: accuracy, macro-F1, ECE and ms per face.
+
+Each setting is a ``[model]`` section of a fer-edge config; each is scored with exactly what
+``fer-train evaluate --deployed`` runs (:func:`train.evaluate.open_deployed` and
+:func:`train.evaluate.evaluate_model`, i.e. the device's code path, face by face on one
+interpreter thread). Pin it to one core for the ms/face column:
+
+    taskset -c 1 python3 bench/deployed.py --data ../shared/data/fer2013/fer2013-train-publictest.csv.gz \\
+        --usage PublicTest --out docs/perf/deployed.json
+
+A setting is selected on TrainVal (the validation slice of Training) only for models trained
+without it; the bundled models trained on all of Training, so their rows here are reported on
+PublicTest for information and the choice between them is stated in docs/RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+#: name -> the [model] section of its config (TOML).
+SETTINGS: dict[str, str] = {
+    "cnn": 'tta = "none"',
+    "cnn + flip": 'tta = "flip"',
+    "cnn + flip_shift": 'tta = "flip_shift"',
+    "cnn_lstm": 'bundled = "cnn_lstm"\ntta = "none"',
+    "cnn + cnn_lstm": 'ensemble = ["cnn", "cnn_lstm"]\ntta = "none"',
+    "cnn + cnn_lstm + flip": 'ensemble = ["cnn", "cnn_lstm"]\ntta = "flip"',
+}
+
+
+def score(name: str, section: str, data: Path, usage: str, work: Path) -> dict[str, Any]:
+    """Evaluate one setting; return its row."""
+    from train.data.fer2013 import load_fer2013
+    from train.evaluate import evaluate_model, open_deployed
+
+    cfg = work / f"{len(list(work.iterdir()))}.toml"
+    cfg.write_text(f"[model]\n{section}\n")
+    loaded = open_deployed(cfg)
+    faces = load_fer2013(data, usage)
+    m = evaluate_model(loaded, faces, work / f"eval-{cfg.stem}")
+    return {
+        "setting": name,
+        "model_section": section,
+        "usage": usage,
+        "n": m["n"],
+        "accuracy": m["accuracy"],
+        "macro_f1": m["macro_f1"],
+        "ece": m["ece"],
+        "ms_per_face": m["ms_per_face"],
+        "temperature": m["deployed"]["temperature"],
+        "calibrated": m["deployed"]["calibrated"],
+    }
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--data", type=Path, required=True, help="FER2013 CSV")
+    p.add_argument("--usage", default="PublicTest", help="split to score (PublicTest, TrainVal)")
+    p.add_argument("--only", help="comma-separated setting names (default: all)")
+    p.add_argument("--out", type=Path, required=True, help="JSON file to write")
+    args = p.parse_args()
+    names = [n.strip() for n in args.only.split(",")] if args.only else list(SETTINGS)
+    unknown = sorted(set(names) - set(SETTINGS))
+    if unknown:
+        p.error(f"unknown settings {unknown}; valid: {list(SETTINGS)}")
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for n in names:
+            rows.append(score(n, SETTINGS[n], args.data, args.usage, Path(tmp)))
+            r = rows[-1]
+            print(
+                f"{n:24s} acc {100 * r['accuracy']:.2f} %  macro-F1 {r['macro_f1']:.3f}  "
+                f"ECE {r['ece']:.3f}  {r['ms_per_face']:.3f} ms/face",
+                flush=True,
+            )
+    from train.evaluate import write_json
+
+    write_json(args.out, {"command": " ".join(sys.argv), "rows": rows})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
