@@ -16,7 +16,6 @@ PublicTest for information and the choice between them is stated in docs/RESULTS
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 from pathlib import Path
