@@ -643,7 +643,13 @@ def evaluate_model(
     try:
         plot_confusion(metrics, tmp / "confusion.png")
         plot_roc(y, probs, label_names, tmp / "roc.png")
-        plot_reliability([(str(info["arch"]), probs, y)], tmp / "reliability.png")
+        dep = info.get("deployed")
+        setting = f" (tta={dep['tta']}, {len(dep['ensemble'])} model(s))" if dep else ""
+        plot_reliability(
+            [(str(info["arch"]), probs, y)],
+            tmp / "reliability.png",
+            title=f"reliability: {info['arch']}{setting}",
+        )
         if sub_mask is not None and sub_mask.any():
             plot_confusion(metrics[exclude_key], tmp / "confusion_excluding_train_duplicates.png")
         write_json(tmp / "metrics.json", metrics)
