@@ -19,7 +19,10 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
+import shutil
 import struct
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -579,3 +582,30 @@ def _name(v: str | bytes | None) -> str:
     if isinstance(v, bytes):
         return v.decode("utf-8", "replace")
     return v or ""
+
+
+def write_model(out: Path, data: bytes, meta: ModelMetadata) -> str:
+    """Write ``out`` (``data`` with ``meta`` embedded) and its sidecar ``out.json`` (the metadata
+    plus file name, sha256 and size); both appear complete or not at all.
+
+    Returns:
+        The sha256 of the written model.
+
+    Raises:
+        ModelError: if ``meta`` disagrees with the model's tensors.
+    """
+    model = embed_metadata(data, meta)
+    sha = hashlib.sha256(model).hexdigest()
+    doc = {**meta.to_dict(), "file": out.name, "sha256": sha, "bytes": len(model)}
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    try:
+        candidate = tmp / out.name
+        candidate.write_bytes(model)
+        side = tmp / f"{out.stem}.json"
+        side.write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")
+        os.replace(candidate, out)
+        os.replace(side, out.with_suffix(".json"))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    log.info("wrote %s (%d bytes, sha256 %s)", out, len(model), sha)
+    return sha

@@ -188,9 +188,9 @@ def run_calibration(
         ConfigError: a bad config, a member trained on the slice, or ``out`` in the way.
         DataError, ModelError: unreadable data or models.
     """
-    from convert.pipeline import write_model
     from edge.classify.deployed import open_configured, setting_key
     from edge.config import load_config
+    from edge.model_meta import write_model
     from train.data.fer2013 import TRAIN_VAL, load_fer2013
     from train.evaluate import write_json
 
