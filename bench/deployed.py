@@ -38,7 +38,8 @@ SETTINGS: dict[str, str] = {
 def score(name: str, section: str, data: Path, usage: str, work: Path) -> dict[str, Any]:
     """Evaluate one setting; return its row."""
     from train.data.fer2013 import load_fer2013
-    from train.evaluate import evaluate_model, open_deployed
+    from train.evaluate import evaluate_model
+    from train.predict import open_deployed
 
     cfg = work / f"{len(list(work.iterdir()))}.toml"
     cfg.write_text(f"[model]\n{section}\n")

@@ -1,7 +1,7 @@
 """Parity gate: the converted model against its float original on the validation split.
 
-Both models are scored with the train package's evaluator (:func:`train.evaluate.predict_probs`
-and :func:`train.evaluate.compute_metrics`); the TFLite side runs through edge's own
+Both models are scored with the train package's evaluator (:func:`train.predict.predict_probs`
+and :func:`train.metrics.compute_metrics`); the TFLite side runs through edge's own
 ``TFLiteClassifier``, i.e. the exact code path of the device.
 """
 
@@ -40,7 +40,8 @@ def parity_report(
         ``{"split", "n", "float_accuracy", "converted_accuracy", "drop_pp", "top1_agreement",
         "mean_abs_prob_diff", "max_abs_prob_diff", "float_macro_f1", "converted_macro_f1"}``.
     """
-    from train.evaluate import compute_metrics, predict_probs
+    from train.metrics import compute_metrics
+    from train.predict import predict_probs
 
     p_float = predict_probs(keras_model, images)
     p_conv = predict_probs(tflite_path, images)

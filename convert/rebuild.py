@@ -37,7 +37,7 @@ def load_keras(path: str | Path) -> Any:
         raise ModelError(
             f"{p}: expected a .keras (or .h5) model file, got {p.suffix or 'no suffix'!r}"
         )
-    from train.evaluate import load_keras_model
+    from train.predict import load_keras_model
 
     return load_keras_model(p)
 

@@ -15,16 +15,9 @@ import pytest
 from edge.errors import ConfigError, DataError, ModelError
 from train.cli import main
 from train.compare import comparison_markdown, parse_archs
-from train.evaluate import (
-    compute_metrics,
-    json_safe,
-    plot_comparison,
-    plot_confusion,
-    plot_history,
-    plot_roc,
-    summary_line,
-    write_json,
-)
+from train.evaluate import write_json
+from train.metrics import compute_metrics, json_safe, summary_line
+from train.plots import plot_comparison, plot_confusion, plot_history, plot_roc
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -117,7 +110,7 @@ def test_metrics_reject_bad_shapes() -> None:
 
 
 def test_logits_become_probabilities_but_probabilities_stay() -> None:
-    from train.evaluate import _as_probs
+    from train.predict import _as_probs
 
     logits = np.array([[2.0, -1.0, 0.5], [0.0, 0.0, 0.0]], dtype=np.float32)
     p = _as_probs(logits)
@@ -281,7 +274,7 @@ def test_evaluate_cli_keras(
 @pytest.mark.tf
 def test_predict_probs_path_and_model_agree(keras_model: Path, fer_slice_csv: Path) -> None:
     from train.data import load_fer2013
-    from train.evaluate import load_keras_model, predict_probs
+    from train.predict import load_keras_model, predict_probs
 
     faces = load_fer2013(fer_slice_csv, "PublicTest").subset(np.arange(40))
     by_path = predict_probs(keras_model, faces.images, batch_size=16)
@@ -352,7 +345,7 @@ def _to_tflite(keras_path: Path, faces: np.ndarray, mode: str, out: Path) -> Pat
     from convert.rebuild import rebuild_tf_keras
     from edge.contract import DEFAULT_CONTRACT, FER2013_LABELS
     from edge.model_meta import ModelMetadata, embed_metadata
-    from train.evaluate import load_keras_model
+    from train.predict import load_keras_model
 
     twin = rebuild_tf_keras(load_keras_model(keras_path), "bagga_cnn1", 7, faces[:8])
     data, _ = convert(twin, mode, faces)
@@ -372,7 +365,8 @@ def test_tflite_float_matches_keras_through_edge_classifier(
     keras_model: Path, fer_slice_csv: Path, tmp_path: Path
 ) -> None:
     from train.data import load_fer2013
-    from train.evaluate import evaluate_model, open_model, predict_probs
+    from train.evaluate import evaluate_model
+    from train.predict import open_model, predict_probs
 
     faces = load_fer2013(fer_slice_csv, "PublicTest")
     train = load_fer2013(fer_slice_csv, "Training")
@@ -409,7 +403,7 @@ def test_evaluate_cli_int8_tflite(
     assert m["model"]["arch"] == "bagga_cnn1" and m["model"]["params"] is None
     # Dequantized int8 outputs (sums off by a few 1/256 steps) are used as they are, not
     # pushed through another softmax.
-    from train.evaluate import open_model, predict_probs
+    from train.predict import open_model, predict_probs
 
     lm = open_model(tfl)
     raw = np.asarray(lm.handle.predict(train.images[:20]), dtype=np.float32)

@@ -221,7 +221,9 @@ def add_evaluate_parser(sub: Any) -> None:
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from edge.errors import DataError
     from train.data import load_fer2013, select_classes
-    from train.evaluate import check_model_labels, evaluate_model, summary_line, train_twin_rows
+    from train.evaluate import evaluate_model, train_twin_rows
+    from train.metrics import summary_line
+    from train.predict import check_model_labels
 
     # Open the model first: a bad model file fails in a second, not after parsing the CSV.
     loaded = _evaluated_model(args)
@@ -257,7 +259,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 def _evaluated_model(args: argparse.Namespace) -> Any:
     """The positional model, or with ``--deployed`` the classifier ``fer-edge run`` would use."""
     from edge.errors import ConfigError
-    from train.evaluate import open_deployed, open_model
+    from train.predict import open_deployed, open_model
 
     if args.deployed:
         if args.model:

@@ -24,14 +24,9 @@ from typing import Any
 import numpy as np
 
 from edge.errors import ConfigError, DataError
-from train.evaluate import (
-    evaluate_model,
-    open_model,
-    plot_comparison,
-    train_twin_rows,
-    write_json,
-    write_text_atomic,
-)
+from train.evaluate import evaluate_model, train_twin_rows, write_json, write_text_atomic
+from train.plots import plot_comparison
+from train.predict import open_model
 
 log = logging.getLogger(__name__)
 

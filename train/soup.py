@@ -27,13 +27,8 @@ import numpy as np
 
 from edge.contract import FER2013_LABELS
 from edge.errors import ConfigError
-from train.evaluate import (
-    evaluate_model,
-    load_keras_model,
-    predict_probs,
-    train_twin_rows,
-    write_json,
-)
+from train.evaluate import evaluate_model, train_twin_rows, write_json
+from train.predict import load_keras_model, predict_probs
 
 log = logging.getLogger(__name__)
 

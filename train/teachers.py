@@ -106,7 +106,7 @@ def load_teachers(
         ModelError: a file that cannot be loaded.
     """
     from edge.classify.deployed import open_classifier
-    from train.evaluate import TFLITE_SUFFIXES, load_keras_model
+    from train.predict import TFLITE_SUFFIXES, load_keras_model
     from train.train import checkpoint_provenance, leak_free_run_config
 
     if tta not in TEACHER_TTA:

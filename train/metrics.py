@@ -1,0 +1,204 @@
+"""Classification metrics of softmax outputs, and the JSON form every result file uses.
+
+Metrics come from scikit-learn. Every number written to JSON is finite: a quantity that is not
+defined for the data (the AUC of a class that never occurs in ``y_true``) is ``null`` and the
+reason is listed under ``notes``, never NaN.
+
+No model and no file in here: :mod:`train.predict` turns a model into probabilities and
+:mod:`train.evaluate` writes them out, so this module is the one place a metric is defined.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edge.errors import DataError, ModelError
+from train.calibration import expected_calibration_error
+
+__all__ = ["HEADLINE", "compute_metrics", "json_safe", "summary_line"]
+
+#: Headline metrics, in the order summaries and comparison tables show them.
+HEADLINE = ("accuracy", "macro_precision", "macro_recall", "macro_f1", "weighted_f1", "auc_macro")
+
+
+def _finite_or_none(x: float | None) -> float | None:
+    if x is None:
+        return None
+    x = float(x)
+    return x if math.isfinite(x) else None
+
+
+def _validate(y_true: np.ndarray, probs: np.ndarray, n_labels: int) -> None:
+    if probs.ndim != 2:
+        raise ValueError(f"probs must be 2-D (N, C), got shape {probs.shape}")
+    if y_true.ndim != 1 or y_true.shape[0] != probs.shape[0]:
+        raise ValueError(
+            f"y_true must be 1-D with one label per probs row: y_true {y_true.shape}, "
+            f"probs {probs.shape}"
+        )
+    if probs.shape[0] == 0:
+        raise DataError("cannot compute metrics on zero samples (empty evaluation split)")
+    if probs.shape[1] != n_labels:
+        raise ModelError(
+            f"model outputs {probs.shape[1]} classes but the data has {n_labels} labels"
+        )
+    if not np.all(np.isfinite(probs)):
+        raise ModelError("model produced non-finite (NaN/inf) outputs")
+    lo, hi = int(y_true.min()), int(y_true.max())
+    if lo < 0 or hi >= n_labels:
+        raise ValueError(f"y_true holds class ids {lo}..{hi}, outside 0..{n_labels - 1}")
+
+
+def compute_metrics(
+    y_true: Sequence[int] | np.ndarray,
+    probs: np.ndarray,
+    label_names: Sequence[str],
+) -> dict[str, Any]:
+    """Classification metrics of softmax outputs against integer labels.
+
+    Macro averages (precision, recall, F1, AUC) are over the classes that occur in ``y_true``:
+    a class with no evaluation sample has no defined recall or AUC, and averaging in a 0 for it
+    would punish the model for the data. Such classes are still listed in ``per_class`` (recall,
+    F1 and AUC ``None``; precision 0 if the model predicted them, else ``None``) and named in
+    ``notes``. Per-class precision of a present class that is never predicted is 0 (scikit-learn
+    ``zero_division=0``).
+
+    Args:
+        y_true: ``(N,)`` integer class ids in ``0..C-1``.
+        probs: ``(N, C)`` class scores (softmax probabilities); argmax is the prediction.
+        label_names: ``C`` label names in class-id order.
+
+    Returns:
+        A JSON-serializable dict: ``n``, ``labels``, ``accuracy``, ``macro_precision``,
+        ``macro_recall``, ``macro_f1``, ``weighted_f1``, ``auc_macro``, ``per_class``
+        ``{label: {precision, recall, f1, support, auc}}``, ``confusion`` ``{matrix, labels}``
+        (rows = true class, columns = predicted), ``macro_over`` (labels averaged over) and
+        ``notes``. Values that are undefined are ``None``, never NaN.
+
+    Raises:
+        ModelError: if ``probs`` has a different number of columns than ``label_names`` or holds
+            non-finite values.
+        DataError: if there are no samples.
+        ValueError: on malformed arrays or out-of-range labels.
+    """
+    from sklearn.metrics import (
+        accuracy_score,
+        confusion_matrix,
+        f1_score,
+        precision_recall_fscore_support,
+        roc_auc_score,
+    )
+
+    y = np.asarray(y_true).astype(np.int64).ravel()
+    p = np.asarray(probs, dtype=np.float64)
+    names = [str(n) for n in label_names]
+    _validate(y, p, len(names))
+    n, c = p.shape
+    all_ids = list(range(c))
+    y_pred = p.argmax(axis=1)
+
+    prec, rec, f1, support = precision_recall_fscore_support(
+        y, y_pred, labels=all_ids, zero_division=0
+    )
+    present = [i for i in all_ids if support[i] > 0]
+    notes: list[str] = []
+    absent = [names[i] for i in all_ids if support[i] == 0]
+    if absent:
+        notes.append(
+            f"classes absent from the evaluation data: {', '.join(absent)}; macro averages are "
+            f"over the {len(present)} classes present and their AUC is null"
+        )
+
+    aucs: dict[int, float | None] = {}
+    for i in all_ids:
+        pos = y == i
+        if pos.all() or not pos.any():
+            # One-vs-rest AUC needs both positives and negatives.
+            aucs[i] = None
+            continue
+        aucs[i] = _finite_or_none(roc_auc_score(pos.astype(np.int64), p[:, i]))
+    if len(present) == 1:
+        notes.append("only one class occurs in the evaluation data: no AUC is defined")
+    valid_aucs = [a for a in aucs.values() if a is not None]
+    n_pred = np.bincount(y_pred, minlength=c)
+
+    per_class = {
+        names[i]: {
+            # Undefined ratios are null rather than scikit-learn's 0: a class with no sample has
+            # no recall, a class never predicted has no precision (unless it has samples, where
+            # 0 is the usual convention and the macro averages need a number).
+            "precision": float(prec[i]) if n_pred[i] or support[i] else None,
+            "recall": float(rec[i]) if support[i] else None,
+            "f1": float(f1[i]) if support[i] else None,
+            "support": int(support[i]),
+            "auc": aucs[i],
+        }
+        for i in all_ids
+    }
+    cm = confusion_matrix(y, y_pred, labels=all_ids)
+    return {
+        "n": int(n),
+        "labels": names,
+        "accuracy": float(accuracy_score(y, y_pred)),
+        "macro_precision": float(np.mean(prec[present])),
+        "macro_recall": float(np.mean(rec[present])),
+        "macro_f1": float(np.mean(f1[present])),
+        "weighted_f1": float(
+            f1_score(y, y_pred, labels=present, average="weighted", zero_division=0)
+        ),
+        "auc_macro": float(np.mean(valid_aucs)) if valid_aucs else None,
+        # Expected calibration error of the top-1 confidence (15 bins): how far an event's
+        # ``confidence`` is from the share of faces it is right about.
+        "ece": expected_calibration_error(p, y),
+        "per_class": per_class,
+        "confusion": {"matrix": cm.astype(int).tolist(), "labels": names},
+        "macro_over": [names[i] for i in present],
+        "notes": notes,
+    }
+
+
+def json_safe(obj: Any) -> Any:
+    """Recursively convert numpy scalars/arrays and tuples to JSON types; NaN/inf become None."""
+    if isinstance(obj, Mapping):
+        return {str(k): json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, np.ndarray):
+        return json_safe(obj.tolist())
+    if isinstance(obj, list | tuple):
+        return [json_safe(v) for v in obj]
+    if isinstance(obj, np.bool_ | bool):
+        return bool(obj)
+    if isinstance(obj, np.integer):
+        return int(obj)
+    if isinstance(obj, np.floating | float):
+        return _finite_or_none(float(obj))
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj
+
+
+def summary_line(metrics: Mapping[str, Any]) -> str:
+    """One-line human summary of a metrics dict (and of its duplicate-free variant, if any)."""
+
+    def fmt(m: Mapping[str, Any]) -> str:
+        auc = m.get("auc_macro")
+        auc_s = "n/a" if auc is None else f"{auc:.4f}"
+        return (
+            f"n={m['n']} acc={m['accuracy']:.4f} macro_f1={m['macro_f1']:.4f} "
+            f"weighted_f1={m['weighted_f1']:.4f} macro_auc={auc_s}"
+        )
+
+    s = fmt(metrics)
+    sub = metrics.get("excluding_train_duplicates")
+    if isinstance(sub, Mapping):
+        k = sub.get("n_excluded", "?")
+        s += (
+            f" | without {k} rows with a Training twin: {fmt(sub)}"
+            if sub.get("n")
+            else f" | all rows have a Training twin ({k})"
+        )
+    return s
