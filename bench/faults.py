@@ -52,6 +52,7 @@ sys.path.insert(0, str(REPO / "tests"))
 
 from broker import Mosquitto, Subscriber  # noqa: E402
 
+from edge import atomic  # noqa: E402
 from edge.config import default_model_path, default_sample_path  # noqa: E402
 from edge.events import Event, ModelRef  # noqa: E402
 
@@ -65,9 +66,7 @@ def write_json(out: Path, name: str, result: dict[str, Any]) -> Path:
     """Write ``result`` to ``out/name`` atomically and say where."""
     out.mkdir(parents=True, exist_ok=True)
     path = out / name
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, path)
+    atomic.write_json(path, result, sort_keys=True)
     log(f"wrote {path}")
     return path
 

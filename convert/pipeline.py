@@ -17,6 +17,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from edge.atomic import write_json
 from edge.contract import DEFAULT_CONTRACT, LABEL_SETS, PreprocessContract
 from edge.errors import ConfigError, DataError, ModelError
 from edge.model_meta import ModelMetadata, embed_metadata, write_model
@@ -228,17 +229,10 @@ def _metrics_section(metrics: dict[str, Any] | None) -> dict[str, Any]:
     return out
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-
-
 def write_report(report_dir: Path, report: dict[str, Any]) -> Path:
     """Write ``report_dir/parity.json`` atomically (creating the folder)."""
-    report_dir.mkdir(parents=True, exist_ok=True)
     path = report_dir / REPORT_NAME
-    _write_atomic(path, (json.dumps(report, indent=2, sort_keys=True) + "\n").encode())
+    write_json(path, report, sort_keys=True)
     return path
 
 

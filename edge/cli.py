@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from edge import __version__
+from edge.atomic import write_json, write_text_atomic
 from edge.errors import ConfigError, FerEdgeError
 
 log = logging.getLogger("edge.cli")
@@ -365,10 +366,10 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     report, boxes = bench.run_bench(cfg, args.frames, keep_boxes=args.boxes is not None)
     print(bench.format_report(report))
     if args.json is not None:
-        bench.write_json(args.json, report)
+        write_json(args.json, report, sort_keys=True)
     if args.boxes is not None:
         lines = [json.dumps({"frame": i, "boxes": b}) for i, b in boxes]
-        bench.write_text_atomic(args.boxes, "\n".join(lines) + "\n")
+        write_text_atomic(args.boxes, "\n".join(lines) + "\n")
     return 0
 
 

@@ -11,7 +11,6 @@ truncated ``metrics.json`` or PNG that looks complete.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import shutil
@@ -23,9 +22,10 @@ from typing import Any
 
 import numpy as np
 
+from edge.atomic import write_text_atomic
 from edge.errors import DataError
 from train.calibration import plot_reliability
-from train.metrics import HEADLINE, compute_metrics, json_safe, summary_line
+from train.metrics import HEADLINE, compute_metrics, json_safe, summary_line, write_json
 from train.plots import plot_comparison, plot_confusion, plot_history, plot_roc
 from train.predict import (
     LoadedModel,
@@ -60,25 +60,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file and an atomic rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # A per-process name in the same folder (same filesystem, so os.replace is atomic); opened
-    # normally so the file gets the usual umask-based mode, unlike mkstemp's 0600.
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-def write_json(path: str | os.PathLike[str], obj: Any) -> None:
-    """Write ``obj`` as indented JSON atomically; NaN is impossible (``allow_nan=False``)."""
-    write_text_atomic(Path(path), json.dumps(json_safe(obj), indent=2, allow_nan=False) + "\n")
 
 
 def train_twin_rows(data_path: str | os.PathLike[str], faces: Any) -> np.ndarray:

@@ -11,16 +11,18 @@ No model and no file in here: :mod:`train.predict` turns a model into probabilit
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from edge import atomic
 from edge.errors import DataError, ModelError
 from train.calibration import expected_calibration_error
 
-__all__ = ["HEADLINE", "compute_metrics", "json_safe", "summary_line"]
+__all__ = ["HEADLINE", "compute_metrics", "json_safe", "summary_line", "write_json"]
 
 #: Headline metrics, in the order summaries and comparison tables show them.
 HEADLINE = ("accuracy", "macro_precision", "macro_recall", "macro_f1", "weighted_f1", "auc_macro")
@@ -179,6 +181,12 @@ def json_safe(obj: Any) -> Any:
     if isinstance(obj, Path):
         return str(obj)
     return obj
+
+
+def write_json(path: str | os.PathLike[str], obj: Any) -> None:
+    """Write ``obj`` as indented JSON atomically, numpy values and NaN made JSON by
+    :func:`json_safe` first (the :mod:`edge.atomic` writer refuses NaN)."""
+    atomic.write_json(path, json_safe(obj))
 
 
 def summary_line(metrics: Mapping[str, Any]) -> str:

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from edge.atomic import atomic_path
 from edge.errors import DataError
 
 if TYPE_CHECKING:
@@ -24,17 +25,9 @@ if TYPE_CHECKING:
 def _save_figure(fig: Figure, path: str | os.PathLike[str]) -> None:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
     FigureCanvasAgg(fig)
-    # Same folder (atomic rename), normal open (umask-based mode, unlike mkstemp's 0600).
-    tmp = p.with_name(f".{p.name}.{os.getpid()}.tmp")
-    try:
+    with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
-        os.replace(tmp, p)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def _figure(width: float, height: float) -> Figure:
