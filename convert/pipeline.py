@@ -72,18 +72,6 @@ def tool_version() -> str:
         return "0+unknown"
 
 
-def _read_json(path: Path) -> dict[str, Any] | None:
-    if not path.is_file():
-        return None
-    try:
-        doc = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ConfigError(f"{path}: cannot read run file: {e}") from None
-    if not isinstance(doc, dict):
-        raise ConfigError(f"{path}: expected a JSON object")
-    return doc
-
-
 def _check_paths(opts: ConvertOptions) -> None:
     from convert.quantize import MODES
 
@@ -248,18 +236,20 @@ def run_convert(opts: ConvertOptions) -> dict[str, Any]:
     from convert.quantize import convert, quantization_summary
     from convert.rebuild import check_classifier, load_keras, rebuild_tf_keras
     from train.models import get_spec
+    from train.runfolder import RunFolder
 
     _check_paths(opts)
     model = load_keras(opts.model)
     arch, n_out = check_classifier(model, opts.model)
-    config = _read_json(opts.model.parent / "config.json")
+    folder = RunFolder.of_checkpoint(opts.model)
+    config = folder.read_config()
     if config is not None and config.get("arch") not in (None, arch):
         log.warning(
             "%s says arch %r but the model is %r; ignoring it",
-            opts.model.parent / "config.json", config.get("arch"), arch,
+            folder.config_path, config.get("arch"), arch,
         )  # fmt: skip
         config = None
-    metrics = _read_json(opts.model.parent / "metrics.json") if config is not None else None
+    metrics = folder.read_metrics() if config is not None else None
     lab = _resolve_labels(opts, config, n_out)
     val_usage = (
         opts.val_usage or ((config or {}).get("options") or {}).get("val_usage") or "PublicTest"

@@ -354,13 +354,17 @@ def add_report_parser(sub: Any) -> None:
 
 def _cmd_report(args: argparse.Namespace) -> int:
     from train.report import write_report
+    from train.runfolder import RunFolder
+
+    def is_run(p: Path) -> bool:
+        return RunFolder(p).config_path.is_file()
 
     runs: list[Path] = []
     for p in args.runs:
-        if (p / "config.json").is_file():
+        if is_run(p):
             runs.append(p)
         elif p.is_dir():
-            runs.extend(sorted(c for c in p.iterdir() if (c / "config.json").is_file()))
+            runs.extend(sorted(c for c in p.iterdir() if is_run(c)))
     rows = write_report(runs, args.out, args.markdown, args.latency)
     for r in rows:
         print(f"{r['arch']:24s} {r['run']:28s} acc {r['float']['accuracy']:.4f}")

@@ -13,7 +13,6 @@ written last, each atomically, so their presence means the comparison finished.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Mapping, Sequence
@@ -23,10 +22,11 @@ from typing import Any
 
 import numpy as np
 
-from edge.errors import ConfigError, DataError
+from edge.errors import ConfigError
 from train.evaluate import evaluate_model, train_twin_rows, write_json, write_text_atomic
 from train.plots import plot_comparison
 from train.predict import open_model
+from train.runfolder import RunFolder
 
 log = logging.getLogger(__name__)
 
@@ -91,16 +91,6 @@ def parse_archs(text: str) -> tuple[str, ...]:
     return names
 
 
-def _read_json(path: Path) -> dict[str, Any]:
-    if not path.exists():
-        return {}
-    try:
-        d = json.loads(path.read_text())
-    except (OSError, ValueError) as e:
-        raise DataError(f"{path}: unreadable JSON: {e}") from e
-    return d if isinstance(d, dict) else {}
-
-
 def _history_epochs(run: Path) -> int | None:
     h = run / "history.csv"
     if not h.exists():
@@ -142,12 +132,13 @@ def _row(
     from train.models import get_spec
 
     spec = get_spec(arch)
-    cfg = _read_json(run / "config.json")
-    run_metrics = _read_json(run / "metrics.json")
+    folder = RunFolder(run)
+    cfg = folder.read_config() or {}
+    run_metrics = folder.read_metrics() or {}
     options = cfg.get("options", {}) if isinstance(cfg.get("options"), dict) else {}
     train_seconds = run_metrics.get("train_seconds")
     if train_seconds is None:
-        train_seconds = _read_json(run / "state.json").get("train_seconds")
+        train_seconds = (folder.read_state() or {}).get("train_seconds")
     row: dict[str, Any] = {
         "arch": arch,
         "kind": spec.kind,
@@ -212,7 +203,7 @@ def compare_archs(opts: CompareOptions) -> dict[str, Any]:
             log.info("%s: reusing finished run %s", arch, run)
         else:
             _train(arch, run, opts)
-        cfg_labels = _read_json(run / "config.json").get("labels")
+        cfg_labels = (RunFolder(run).read_config() or {}).get("labels")
         if cfg_labels is not None and list(cfg_labels) != list(faces.label_names):
             raise ConfigError(
                 f"{run} was trained for labels {cfg_labels}, but this comparison evaluates "

@@ -15,7 +15,6 @@ around it stays hand-written.
 
 from __future__ import annotations
 
-import json
 import shutil
 from collections.abc import Iterable
 from pathlib import Path
@@ -23,6 +22,7 @@ from typing import Any
 
 from edge.errors import DataError
 from train.evaluate import write_json, write_text_atomic
+from train.runfolder import read_json_object
 
 #: What each seed paper claims for its own model (accuracy, %), quoted in the table.
 SEED_CLAIMS: dict[str, str] = {
@@ -42,13 +42,6 @@ LEAKY_BEGIN, LEAKY_END = "<!-- leaky:begin -->", "<!-- leaky:end -->"
 TWINS_BEGIN, TWINS_END = "<!-- twins:begin -->", "<!-- twins:end -->"
 
 
-def _load(path: Path) -> dict[str, Any] | None:
-    try:
-        return json.loads(path.read_text()) if path.is_file() else None
-    except (OSError, ValueError) as e:
-        raise DataError(f"{path}: unreadable JSON: {e}") from None
-
-
 def _pct(x: Any) -> str:
     return f"{100 * x:.2f}" if isinstance(x, (int, float)) else "–"
 
@@ -59,14 +52,14 @@ def _num(x: Any, fmt: str = "{:.3f}") -> str:
 
 def collect_run(run: Path, latency: dict[str, float]) -> dict[str, Any] | None:
     """One table row from a run folder, or None if the run is not complete."""
-    cfg = _load(run / "config.json")
-    metrics = _load(run / "metrics.json")
+    cfg = read_json_object(run / "config.json")
+    metrics = read_json_object(run / "metrics.json")
     if not cfg or cfg.get("status") != "complete" or not metrics or "accuracy" not in metrics:
         return None
     arch = cfg["arch"]
-    int8_meta = _load(run / "int8.json") or {}
-    int8_eval = _load(run / "int8_eval" / "metrics.json") or {}
-    ferplus = _load(run / "ferplus7_eval" / "metrics.json") or {}
+    int8_meta = read_json_object(run / "int8.json") or {}
+    int8_eval = read_json_object(run / "int8_eval" / "metrics.json") or {}
+    ferplus = read_json_object(run / "ferplus7_eval" / "metrics.json") or {}
     parity = int8_meta.get("parity") or int8_meta.get("metadata", {}).get("parity") or {}
     tfl = run / "int8.tflite"
     excl = metrics.get("excluding_train_duplicates") or {}
@@ -136,7 +129,7 @@ def _lineage(cfg: dict[str, Any], depth: int = 0) -> list[dict[str, Any]]:
         for ing in soup.get("ingredients") or []:
             if ing.get("kept"):
                 parent = Path(ing["path"]).parent
-                pcfg = _load(parent / "config.json") or {}
+                pcfg = read_json_object(parent / "config.json") or {}
                 chain = [*_lineage(pcfg, depth + 1), _cycle(parent, pcfg)]
                 for c in chain:
                     cycles.setdefault(c["run"], c)
@@ -145,14 +138,14 @@ def _lineage(cfg: dict[str, Any], depth: int = 0) -> list[dict[str, Any]]:
     if not init.get("path"):
         return []
     parent = Path(init["path"]).parent
-    pcfg = _load(parent / "config.json") or {}
+    pcfg = read_json_object(parent / "config.json") or {}
     command = (init.get("parent") or {}).get("command")
     return [*_lineage(pcfg, depth + 1), _cycle(parent, pcfg, command)]
 
 
 def _cycle(run: Path, cfg: dict[str, Any], command: str | None = None) -> dict[str, Any]:
     """One step of a lineage (a training cycle or a soup): its run's train time and epochs."""
-    metrics = _load(run / "metrics.json") or {}
+    metrics = read_json_object(run / "metrics.json") or {}
     return {
         "run": str(run),
         "found": bool(metrics),
@@ -339,7 +332,7 @@ def write_report(
     """
     latency: dict[str, float] = {}
     if latency_json is not None:
-        lat = _load(latency_json) or {}
+        lat = read_json_object(latency_json) or {}
         latency = {m["arch"]: m["face_ms_p50"] for m in lat.get("models", []) if "face_ms_p50" in m}
     rows = []
     for run in runs:

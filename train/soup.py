@@ -27,8 +27,9 @@ import numpy as np
 
 from edge.contract import FER2013_LABELS
 from edge.errors import ConfigError
-from train.evaluate import evaluate_model, train_twin_rows, write_json
+from train.evaluate import evaluate_model, train_twin_rows
 from train.predict import load_keras_model, predict_probs
+from train.runfolder import RunFolder
 
 log = logging.getLogger(__name__)
 
@@ -155,7 +156,7 @@ def soup_run(opts: SoupOptions) -> dict[str, Any]:
             ),
             status="running",
         )
-        write_json(run / "config.json", config)
+        RunFolder(run).write_config(config)
         twins = train_twin_rows(opts.data, val)
         extra = {
             "train_seconds": round(seconds, 1),
@@ -164,7 +165,7 @@ def soup_run(opts: SoupOptions) -> dict[str, Any]:
         }
         metrics = evaluate_model(run / "model.keras", val, run, exclude_rows=twins, extra=extra)
         config["status"] = "complete"
-        write_json(run / "config.json", config)
+        RunFolder(run).write_config(config)
     except BaseException:
         if created:
             shutil.rmtree(run, ignore_errors=True)

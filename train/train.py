@@ -40,7 +40,7 @@ from train.data.augment import NONE, AugmentConfig, build_augmenter
 from train.data.dedup import leak_free_train, rows_with_twin
 from train.data.fer2013 import TRAIN_VAL
 from train.data.sampling import kfold_indices, oversample, stratified_limit
-from train.evaluate import write_json
+from train.runfolder import RunFolder
 
 log = logging.getLogger(__name__)
 
@@ -186,15 +186,9 @@ def _run_config(checkpoint: Path) -> dict[str, Any] | None:
     """The ``config.json`` beside a checkpoint (its run's), or None if there is none.
 
     Raises:
-        DataError: the file is not valid JSON.
+        RunFileError: the file is unreadable or not a JSON object (a DataError).
     """
-    cfg_path = checkpoint.parent / "config.json"
-    if not cfg_path.is_file():
-        return None
-    try:
-        return dict(json.loads(cfg_path.read_text()))
-    except json.JSONDecodeError as e:
-        raise DataError(f"{cfg_path}: not valid JSON ({e})") from None
+    return RunFolder.of_checkpoint(checkpoint).read_config()
 
 
 def checkpoint_provenance(path: Path) -> dict[str, Any]:
@@ -203,11 +197,9 @@ def checkpoint_provenance(path: Path) -> dict[str, Any]:
     Recorded for a warm start's parent (``init_from``), a soup's ingredients and a teacher.
     """
     info: dict[str, Any] = {"path": str(path), "sha256": file_sha256(path)}
-    cfg = _run_config(path)
-    if cfg is not None:
-        info["parent"] = {
-            k: cfg.get(k) for k in ("arch", "command", "resumed_with", "commit", "init_from")
-        }
+    parent = RunFolder.of_checkpoint(path).provenance()
+    if parent is not None:
+        info["parent"] = parent
     return info
 
 
@@ -373,8 +365,7 @@ def _callbacks(run: Path, opts: TrainOptions, state: dict[str, Any] | None) -> l
         def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
             self.model.save(run / ".last.keras.tmp.keras")
             os.replace(run / ".last.keras.tmp.keras", run / "last.keras")
-            write_json(
-                run / "state.json",
+            RunFolder(run).write_state(
                 {
                     "epoch": epoch,
                     "best": float(ckpt.best),
@@ -410,7 +401,7 @@ def _fit(
     keras.utils.set_random_seed(opts.seed)
     state = None
     if opts.resume and (run / "state.json").exists() and (run / "last.keras").exists():
-        state = json.loads((run / "state.json").read_text())
+        state = RunFolder(run).read_state()
         model = keras.models.load_model(run / "last.keras")
         log.info(
             "resuming %s after epoch %d (best val_accuracy %.4f)",
@@ -443,9 +434,9 @@ def _fit(
             verbose=1 if sys.stdout.isatty() else 2,
         )
     train_seconds = time.time() - t0 + (state or {}).get("train_seconds", 0.0)
-    st = json.loads((run / "state.json").read_text()) if (run / "state.json").exists() else {}
+    st = RunFolder(run).read_state() or {}
     st.update(stopped=True, train_seconds=train_seconds)
-    write_json(run / "state.json", st)
+    RunFolder(run).write_state(st)
     return {"train_seconds": round(train_seconds, 1), "params": int(model.count_params())}
 
 
@@ -584,10 +575,10 @@ def train_run(opts: TrainOptions) -> dict[str, Any]:
     previous = run / "config.json"
     if opts.resume and previous.is_file():
         # Keep the original command as provenance; record each resumption after it.
-        old = json.loads(previous.read_text())
+        old = RunFolder(run).read_config() or {}
         config["resumed_with"] = [*old.get("resumed_with", []), config["command"]]
         config["command"] = old.get("command", config["command"])
-    write_json(run / "config.json", config)
+    RunFolder(run).write_config(config)
     log.info(
         "%s: %d training / %d validation images (%s)", opts.arch, len(train), len(val),
         json.dumps(report.get("dedup") or {"seen_in_training": report.get("test_rows_seen_in_training")}),
@@ -598,7 +589,7 @@ def train_run(opts: TrainOptions) -> dict[str, Any]:
         extra = _fit(run, train, val, opts, initial, teacher)
         metrics = _finish(run, val, extra, twin_rows)
     config["status"] = "complete"
-    write_json(run / "config.json", config)
+    RunFolder(run).write_config(config)
     return metrics
 
 
@@ -616,7 +607,7 @@ def _kfold(run: Path, train: FaceSet, opts: TrainOptions) -> dict[str, Any]:
             tr = oversample(tr, opts.seed)
         va = train.subset(va_idx, source=f"fold {i} of {train.source}")
         if (sub / "metrics.json").exists():
-            m = json.loads((sub / "metrics.json").read_text())
+            m = RunFolder(sub).read_metrics()
         else:
             m = _finish(sub, va, _fit(sub, tr, va, fold_opts))
         per_fold.append(m)
@@ -629,5 +620,5 @@ def _kfold(run: Path, train: FaceSet, opts: TrainOptions) -> dict[str, Any]:
         vals = [m[k] for m in per_fold if isinstance(m.get(k), (int, float))]
         summary[f"{k}_mean"] = float(np.mean(vals)) if vals else None
         summary[f"{k}_std"] = float(np.std(vals)) if vals else None
-    write_json(run / "metrics.json", summary)
+    RunFolder(run).write_metrics(summary)
     return summary
