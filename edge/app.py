@@ -504,16 +504,3 @@ class Pipeline:
             s.duration_s,
             s.events,
         )
-
-
-def run_pipeline(cfg: EdgeConfig, *, install_signals: bool = False) -> RunSummary:
-    """Run the pipeline for ``cfg`` until stopped or the source ends.
-
-    Args:
-        cfg: Validated configuration.
-        install_signals: Handle SIGTERM/SIGINT (only from the main thread).
-    """
-    p = Pipeline(cfg)
-    if install_signals:
-        p.install_signal_handlers()
-    return p.run()

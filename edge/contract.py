@@ -129,18 +129,6 @@ _INTERPOLATIONS = {"area": 3, "linear": 1, "nearest": 0}  # cv2.INTER_* values
 DEFAULT_CONTRACT = PreprocessContract()
 
 
-def labels_for(name: str) -> tuple[str, ...]:
-    """Return the label tuple of a named label set (``fer2013`` or ``ferplus``).
-
-    Raises:
-        ValueError: naming the valid label sets.
-    """
-    try:
-        return LABEL_SETS[name]
-    except KeyError:
-        raise ValueError(f"unknown label set {name!r}; valid: {sorted(LABEL_SETS)}") from None
-
-
 def to_gray(image: np.ndarray) -> np.ndarray:
     """Return an 8-bit single-channel view or copy of a gray, BGR or BGRA image.
 

@@ -130,10 +130,6 @@ class Tracker:
         """Live tracks (announced or tentative)."""
         return list(self._tracks)
 
-    def boxes(self) -> list[Box]:
-        """Boxes of the live tracks, for region-of-interest re-detection."""
-        return [t.bbox for t in self._tracks]
-
     def seen_boxes(self) -> list[Box]:
         """Boxes of the tracks matched in the latest frame (what a region search should follow).
 

@@ -142,13 +142,6 @@ class SinkGroup(Sink):
         for s in self.sinks:
             s.open()
 
-    def check(self) -> None:
-        """Raise the first sink's fatal error (e.g. MQTT bad credentials)."""
-        for s in self.sinks:
-            check = getattr(s, "check", None)
-            if check is not None:
-                check()
-
     def publish_event(self, event: Event) -> None:
         """Give the event to every sink, even if one fails; then raise the first failure."""
         first: PublishError | None = None
