@@ -19,6 +19,7 @@ from typing import Any
 from edge import __version__
 from edge.atomic import write_json, write_text_atomic
 from edge.errors import ConfigError, FerEdgeError
+from edge.redact import redact_secrets
 
 log = logging.getLogger("edge.cli")
 
@@ -207,19 +208,6 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _redact(d: Any) -> Any:
-    from edge.config import _SECRET_KEYS
-
-    if isinstance(d, dict):
-        return {
-            k: ("***" if any(s in str(k).lower() for s in _SECRET_KEYS) and v else _redact(v))
-            for k, v in d.items()
-        }
-    if isinstance(d, list):
-        return [_redact(v) for v in d]
-    return d
-
-
 def model_info(path: Path) -> dict[str, Any]:
     """Metadata, path, size and sha256 of a model file (no secrets)."""
     from edge.model_meta import file_sha256, read_metadata
@@ -229,7 +217,7 @@ def model_info(path: Path) -> dict[str, Any]:
         "path": str(path.resolve()),
         "bytes": path.stat().st_size,
         "sha256": file_sha256(path),
-        "metadata": _redact(meta.to_dict()),
+        "metadata": redact_secrets(meta.to_dict()),
     }
 
 

@@ -42,6 +42,7 @@ from edge.publish.config import (
     SinkConfig,
     StdoutSinkConfig,
 )
+from edge.redact import is_secret_key, mask_url
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -60,8 +61,6 @@ BUNDLED_MODELS: dict[str, str] = {
     "cnn_lstm": "models/cnn_lstm.tflite",
 }
 DEFAULT_SAMPLE_RESOURCE = "samples/astronaut.avi"
-
-_SECRET_KEYS = ("password", "secret", "token", "private_key")
 
 
 def package_file(relative: str) -> Path:
@@ -492,9 +491,7 @@ class EdgeConfig(_Strict):
         if isinstance(src, FileSourceConfig):
             s = f"file {src.resolved_path()}"
         elif isinstance(src, OpenCVSourceConfig):
-            from edge.camera.opencv import redact_url
-
-            s = f"opencv {redact_url(str(src.device))}"
+            s = f"opencv {mask_url(str(src.device))}"
         else:
             s = f"picamera2 camera {src.camera_num}"
         sinks = []
@@ -626,7 +623,7 @@ def _short(e: Any) -> bool:
     if isinstance(v, str):
         # Sink settings and URLs may carry credentials: never echo them.
         keys = " ".join(str(p) for p in e["loc"]).lower()
-        if "sinks" in keys or "://" in v or any(k in keys for k in (*_SECRET_KEYS, "url")):
+        if "sinks" in keys or "://" in v or "url" in keys or is_secret_key(keys):
             return False
     return len(repr(v)) < 60
 
@@ -695,7 +692,7 @@ def find_secrets(data: Any, prefix: str = "") -> list[str]:
         for k, v in data.items():
             key = f"{prefix}.{k}" if prefix else str(k)
             if (
-                any(s in str(k).lower() for s in _SECRET_KEYS)
+                is_secret_key(k)
                 and isinstance(v, str)
                 and v
                 and not str(k).lower().endswith(("_file", "_env"))

@@ -11,9 +11,10 @@ import pytest
 from facevideo import write_video
 
 from edge.camera import FileSource, FrameSource, OpenCVSource, Picamera2Source, create_source
-from edge.camera.opencv import device_kind, redact_url
+from edge.camera.opencv import device_kind
 from edge.config import FileSourceConfig, default_sample_path
 from edge.errors import SourceError
+from edge.redact import mask_url
 
 
 def numbered_frames(n: int, w: int = 160, h: int = 120) -> list[np.ndarray]:
@@ -116,7 +117,7 @@ def test_opencv_device_kinds_and_redaction() -> None:
     assert device_kind("rtsp://cam/stream") == "url"
     with pytest.raises(SourceError, match="not a camera index"):
         device_kind("webcam")
-    assert redact_url("rtsp://admin:hunter2@cam:554/s") == "rtsp://***@cam:554/s"
+    assert mask_url("rtsp://admin:hunter2@cam:554/s") == "rtsp://***@cam:554/s"
 
 
 def test_opencv_unreachable_fails_clearly_after_timeout() -> None:

@@ -273,7 +273,7 @@ def test_stats_topic_is_strict_json_without_secrets(
         assert st["fps"] == 12.5
         assert st["latency_ms"] == {"p95": None}
         assert st["connected"] is True
-        assert st["url"] == f"mqtt://dev:***@127.0.0.1:{broker.port}"
+        assert st["url"] == f"mqtt://***@127.0.0.1:{broker.port}"
         assert {"queue_depth", "dropped", "reconnects", "published"} <= set(st)
     finally:
         sink.close(timeout=2)

@@ -311,7 +311,8 @@ password = "{SECRET}"
     assert "world-readable" in proc.stderr and "chmod 640" in proc.stderr
     assert "sinks[0].url" in proc.stderr and "sinks[0].password" in proc.stderr
     assert "source.device" in proc.stderr
-    assert "mqtts://dev:***@broker.local" in proc.stdout and "rtsp://***@10.0.0.9" in proc.stdout
+    assert "mqtts://***@broker.local" in proc.stdout and "rtsp://***@10.0.0.9" in proc.stdout
+    assert "camuser" not in both
 
     conf.chmod(0o640)
     proc = _run_cli(["validate-config", str(conf)])

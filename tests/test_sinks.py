@@ -10,11 +10,12 @@ import pytest
 
 from edge.errors import ConfigError, PublishError
 from edge.events import Event, ModelRef
-from edge.publish.config import MqttSinkConfig, mask_url, parse_mqtt_url
+from edge.publish.config import MqttSinkConfig, parse_mqtt_url
 from edge.publish.jsonl import JsonlSink
 from edge.publish.mqtt import MqttSink
 from edge.publish.registry import SPILL_NAME, SinkGroup, create_sink, create_sinks
 from edge.publish.stdout import StdoutSink
+from edge.redact import mask_url
 
 MODEL = ModelRef("m", "0" * 64)
 
@@ -83,9 +84,18 @@ def test_bad_device_id_for_topics() -> None:
 def test_url_parsing_and_masking() -> None:
     assert parse_mqtt_url("mqtt://broker") == ("mqtt", "broker", 1883, None, None)
     assert parse_mqtt_url("mqtts://u:p@broker:9000") == ("mqtts", "broker", 9000, "u", "p")
-    assert mask_url("mqtts://u:p4ss@broker:9000") == "mqtts://u:***@broker:9000"
-    assert mask_url("mqtt://u@broker") == "mqtt://u@broker"
+    # The one masker (edge/redact.py) hides the whole user:password@ part, user name included
+    # (a token is often passed as the user name alone).
+    assert mask_url("mqtts://u:p4ss@broker:9000") == "mqtts://***@broker:9000"
+    assert mask_url("mqtt://tok3n@broker") == "mqtt://***@broker"
     assert mask_url("mqtt://broker:1") == "mqtt://broker:1"
+    # An unencoded "@" in the password: everything up to the last "@" of the authority goes.
+    assert mask_url("mqtt://u:p@ss@broker/x@y") == "mqtt://***@broker/x@y"
+    # URLs inside a longer string (a GStreamer pipeline) are masked too.
+    assert (
+        mask_url("rtspsrc location=rtsp://a:pw@cam/s ! decodebin ! appsink")
+        == "rtspsrc location=rtsp://***@cam/s ! decodebin ! appsink"
+    )
     with pytest.raises(ValueError) as e:
         parse_mqtt_url("ftp://u:hunter2@broker")
     assert "hunter2" not in str(e.value)

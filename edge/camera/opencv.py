@@ -22,16 +22,11 @@ import numpy as np
 
 from edge.camera.base import FrameSource, backoff_delays
 from edge.errors import SourceError
+from edge.redact import mask_url
 
 log = logging.getLogger(__name__)
 
 _URL_RE = re.compile(r"^[a-z][a-z0-9+.-]*://", re.IGNORECASE)
-_CRED_RE = re.compile(r"(://)[^/@]*@")
-
-
-def redact_url(url: str) -> str:
-    """Hide ``user:password@`` in a stream URL so it never reaches a log."""
-    return _CRED_RE.sub(r"\1***@", url)
 
 
 def device_kind(device: int | str) -> str:
@@ -91,7 +86,7 @@ class OpenCVSource(FrameSource):
     def describe(self) -> str:
         """Device description without credentials."""
         if self.kind == "url":
-            return f"opencv url {redact_url(str(self.device))}"
+            return f"opencv url {mask_url(str(self.device))}"
         return f"opencv {self.kind} {self.device}"
 
     def _try_open(self) -> bool:

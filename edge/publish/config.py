@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from edge.errors import ConfigError
+from edge.redact import mask_url
 
 #: Environment variable read for the MQTT password when none is configured.
 DEFAULT_PASSWORD_ENV = "FER_EDGE_MQTT_PASSWORD"
@@ -253,17 +254,3 @@ def parse_mqtt_url(url: str) -> tuple[str, str, int, str | None, str | None]:
         parts.username or None,
         parts.password,
     )
-
-
-def mask_url(url: str) -> str:
-    """Replace the password of a URL's ``user:password@`` part with ``***``."""
-    scheme, sep, rest = url.partition("://")
-    if not sep:
-        return url
-    netloc, slash, tail = rest.partition("/")
-    if "@" not in netloc:
-        return url
-    userinfo, _, hostport = netloc.rpartition("@")
-    user = userinfo.split(":", 1)[0]
-    masked = f"{user}:***" if ":" in userinfo else user
-    return f"{scheme}://{masked}@{hostport}{slash}{tail}"
