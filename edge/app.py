@@ -39,7 +39,7 @@ from edge.config import EdgeConfig
 from edge.contract import crop_face
 from edge.detect import FaceFinder, create_finder
 from edge.errors import FerEdgeError, PublishError, SourceError
-from edge.events import Event, ModelRef
+from edge.events import EVENT_TYPES, Event, ModelRef
 from edge.publish.base import Sink
 from edge.publish.registry import SinkGroup, create_sinks
 from edge.state import FaceState
@@ -105,9 +105,7 @@ class RunSummary:
     faces: int = 0
     dropped: int = 0
     publish_errors: int = 0
-    events: dict[str, int] = field(
-        default_factory=lambda: dict.fromkeys(("start", "change", "update", "end"), 0)
-    )
+    events: dict[str, int] = field(default_factory=lambda: dict.fromkeys(EVENT_TYPES, 0))
     duration_s: float = 0.0
     stop_reason: str = ""
 

@@ -9,17 +9,44 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 import uuid
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Literal
+from typing import Any
 
 from edge.errors import FerEdgeError
 
 SCHEMA = "fer.event/1"
-EventType = Literal["start", "change", "update", "end"]
-EVENT_TYPES: tuple[str, ...] = ("start", "change", "update", "end")
+if sys.version_info >= (3, 11):
+    from enum import StrEnum
+else:  # pragma: no cover - Python 3.10 on older devices
+    from enum import Enum
+
+    class StrEnum(str, Enum):
+        """3.11's StrEnum: members are their values (``==``, hash, str, format, JSON)."""
+
+        __str__ = str.__str__
+        __format__ = str.__format__
+        __hash__ = str.__hash__
+
+
+class EventType(StrEnum):
+    """What happened to a tracked face (the event's ``type``; see :mod:`edge.track`).
+
+    Members are strings: ``EventType.END == "end"``, JSON writes ``"end"``, and code that
+    compares with the plain strings keeps working.
+    """
+
+    START = "start"  # a face held long enough to be announced
+    CHANGE = "change"  # its dominant emotion changed (and held)
+    UPDATE = "update"  # periodic refresh of a live face
+    END = "end"  # the face left (or the pipeline stopped)
+
+
+#: The event types as plain strings, in schema order (docs/event.schema.json's enum).
+EVENT_TYPES: tuple[str, ...] = tuple(t.value for t in EventType)
 
 
 class EventDecodeError(FerEdgeError):
@@ -180,7 +207,7 @@ class Event:
             ts=d["ts"],
             frame=d["frame"],
             track_id=d["track_id"],
-            type=d["type"],
+            type=EventType(d["type"]),
             bbox=tuple(bbox),  # type: ignore[arg-type]
             emotion=d["emotion"],
             confidence=float(d["confidence"]),

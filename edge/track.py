@@ -19,12 +19,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
 
 import numpy as np
 
+from edge.events import EventType
+
 Box = tuple[float, float, float, float]
-TrackEventType = Literal["start", "change", "update", "end"]
 
 
 def iou(a: Sequence[float], b: Sequence[float]) -> float:
@@ -52,7 +52,7 @@ class TrackEvent:
             from ``scores``).
     """
 
-    type: TrackEventType
+    type: EventType
     track_id: int
     frame: int
     bbox: tuple[int, int, int, int]
@@ -175,7 +175,7 @@ class Tracker:
                 self._tracks.remove(trk)
             elif trk.missed > self.max_missed:
                 self._tracks.remove(trk)
-                events.append(self._event("end", trk, frame))
+                events.append(self._event(EventType.END, trk, frame))
         for i, box in enumerate(boxes):
             if i in matched_dets:
                 continue
@@ -194,7 +194,7 @@ class Tracker:
 
     def flush(self, frame: int) -> list[TrackEvent]:
         """End every announced track (shutdown or end of stream) and forget all tracks."""
-        events = [self._event("end", trk, frame) for trk in self._tracks if trk.started]
+        events = [self._event(EventType.END, trk, frame) for trk in self._tracks if trk.started]
         self._tracks.clear()
         return events
 
@@ -243,18 +243,18 @@ class Tracker:
             if trk.candidate_count >= self.change_frames:
                 trk.announced = dom
                 trk.candidate, trk.candidate_count = -1, 0
-                events.append(self._event("change", trk, frame))
+                events.append(self._event(EventType.CHANGE, trk, frame))
                 trk.last_report_t, trk.last_report_frame = t, frame
                 return
         if self._update_due(trk, frame, t):
-            events.append(self._event("update", trk, frame))
+            events.append(self._event(EventType.UPDATE, trk, frame))
             trk.last_report_t, trk.last_report_frame = t, frame
 
     def _start(self, trk: Track, frame: int, t: float, events: list[TrackEvent]) -> None:
         trk.started = True
         trk.announced = trk.dominant
         trk.last_report_t, trk.last_report_frame = t, frame
-        events.append(self._event("start", trk, frame))
+        events.append(self._event(EventType.START, trk, frame))
 
     def _update_due(self, trk: Track, frame: int, t: float) -> bool:
         if self.update_interval_s > 0 and t - trk.last_report_t >= self.update_interval_s:
@@ -264,7 +264,7 @@ class Tracker:
             and frame - trk.last_report_frame >= self.update_every_frames
         )
 
-    def _event(self, kind: TrackEventType, trk: Track, frame: int) -> TrackEvent:
+    def _event(self, kind: EventType, trk: Track, frame: int) -> TrackEvent:
         total = float(trk.probs.sum()) or 1.0
         scores = {lab: float(v) / total for lab, v in zip(self.labels, trk.probs, strict=True)}
         x, y, w, h = trk.bbox

@@ -248,3 +248,17 @@ def test_seen_events_is_bounded() -> None:
     assert [seen.check_and_add(i) for i in ("a", "b", "a")] == [False, False, True]
     seen.check_and_add("c")  # forgets "a", the oldest
     assert seen.check_and_add("a") is False and seen.check_and_add("c") is True
+
+
+def test_event_type_is_one_strenum() -> None:
+    from edge.events import EventType
+
+    assert list(EVENT_TYPES) == [t.value for t in EventType] == ["start", "change", "update", "end"]
+    for kind in EventType:
+        ev = sample(type=kind)
+        d = json.loads(ev.to_json())
+        assert d["type"] == kind.value and type(d["type"]) is str
+        back = Event.from_json(ev.to_json())
+        assert back.type is kind and back == ev
+        # Code that compares with plain strings (monitor, dashboard) keeps working.
+        assert back.type == kind.value and {kind.value: 1}[back.type] == 1
