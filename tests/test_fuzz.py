@@ -186,17 +186,21 @@ def test_fer2013_bad_row_message_names_row_and_line(tmp_path: Path) -> None:
 
 
 # ------------------------------------------------------------------------------ CLI
+def _make_cli_files(tmp: Path) -> None:
+    """The bad files the CLI cases point at (created per test, in its tmp_path)."""
+    (tmp / "bad.toml").write_text("[source\ntype = 'file'\n")
+    (tmp / "keys.toml").write_text(
+        "[source]\ntype = 'usb'\n[[sinks]]\ntype = 'mqtt'\nurl = 'ftp://x'\n"
+    )
+    (tmp / "bin.toml").write_bytes(b"\xff\xfe\x00garbage")
+    (tmp / "junk.tflite").write_bytes(b"TFL3" + bytes(range(256)) * 4)
+    (tmp / "empty-folder").mkdir()
+
+
 def _cli_cases(tmp: Path) -> list[tuple[str, list[str]]]:
-    bad_toml = tmp / "bad.toml"
-    bad_toml.write_text("[source\ntype = 'file'\n")
-    bad_keys = tmp / "keys.toml"
-    bad_keys.write_text("[source]\ntype = 'usb'\n[[sinks]]\ntype = 'mqtt'\nurl = 'ftp://x'\n")
-    binary = tmp / "bin.toml"
-    binary.write_bytes(b"\xff\xfe\x00garbage")
-    junk_model = tmp / "junk.tflite"
-    junk_model.write_bytes(b"TFL3" + bytes(range(256)) * 4)
-    folder = tmp / "empty-folder"
-    folder.mkdir()
+    """(name, argv) of every CLI case; only builds paths, so it is safe at import time."""
+    bad_toml, bad_keys, binary = tmp / "bad.toml", tmp / "keys.toml", tmp / "bin.toml"
+    junk_model, folder = tmp / "junk.tflite", tmp / "empty-folder"
     return [
         ("run: missing config", ["run", "--config", str(tmp / "absent.toml")]),
         ("run: config is not TOML", ["run", "--config", str(bad_toml)]),
@@ -225,7 +229,14 @@ def _cli_cases(tmp: Path) -> list[tuple[str, list[str]]]:
     ]
 
 
-_CASE_NAMES = [name for name, _ in _cli_cases(Path(tempfile.mkdtemp()))]
+# Names only: the placeholder folder is never created (the test builds the files in tmp_path).
+_CASE_NAMES = [name for name, _ in _cli_cases(Path("/nonexistent/fer-edge-cli-cases"))]
+
+
+def test_collecting_cli_cases_writes_nothing(tmp_path: Path) -> None:
+    root = tmp_path / "cases"
+    assert [name for name, _ in _cli_cases(root)] == _CASE_NAMES
+    assert not root.exists()
 
 
 @pytest.mark.parametrize("case", _CASE_NAMES)
@@ -234,6 +245,7 @@ def test_cli_bad_input_is_a_message_not_a_traceback(
 ) -> None:
     from edge.cli import main
 
+    _make_cli_files(tmp_path)
     argv = dict(_cli_cases(tmp_path))[case]
     handlers = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
