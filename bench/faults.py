@@ -25,7 +25,7 @@ Four modes, each writing ``<out>/faults-<mode>.json`` (and the soak a CSV and a 
   ``--minutes``; RSS, open fds and threads of the process are sampled every ``--interval`` s from
   ``/proc`` (CSV as it goes, PNG at the end).
 
-The broker is started from ``tests/broker.py`` (needs ``mosquitto``; ``openssl`` is not needed).
+The broker is started from ``edge/testing/broker.py`` (needs ``mosquitto``; ``openssl`` is not needed).
 """
 
 from __future__ import annotations
@@ -48,13 +48,11 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "tests"))
-
-from broker import Mosquitto, Subscriber  # noqa: E402
 
 from edge import atomic  # noqa: E402
 from edge.config import default_model_path, default_sample_path  # noqa: E402
 from edge.events import Event, ModelRef  # noqa: E402
+from edge.testing.broker import Mosquitto, Subscriber  # noqa: E402
 
 
 def log(msg: str) -> None:

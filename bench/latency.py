@@ -42,8 +42,7 @@ def representative_faces(n: int, seed: int = 0) -> np.ndarray:
     """
     csv = REPO.parent / "shared" / "data" / "fer2013" / "fer2013-train-publictest.csv.gz"
     if csv.is_file():
-        sys.path.insert(0, str(REPO / "tests"))
-        from facevideo import load_fer_faces
+        from edge.testing.facevideo import load_fer_faces
 
         return np.stack(load_fer_faces(csv, n))
     return np.random.default_rng(seed).integers(0, 256, (n, 48, 48), dtype=np.uint8)

@@ -11,7 +11,7 @@
 * ``empty``: no face at all (what an empty room costs).
 
 Each scene is rendered twice: ``clean`` (flat gray, no noise: the original scene, which flatters
-anything that looks at frame differences) and ``realistic`` (tests/facevideo.py's REALISTIC
+anything that looks at frame differences) and ``realistic`` (edge/testing/facevideo.py's REALISTIC
 camera: textured room background, Gaussian sensor noise of 3 gray levels per frame, a +-6 %
 exposure drift over 150 frames, plus a lamp step of +15 % at frame 120). The pipeline runs in
 process with each detector config on the same MJPG file. Reported per scene and config: recall
@@ -35,10 +35,14 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO), str(REPO / "tests"), str(REPO / "bench")]
+sys.path[:0] = [str(REPO), str(REPO / "bench")]
 
 from benchvideo import hit  # noqa: E402
-from facevideo import (  # noqa: E402
+
+from edge.app import FrameRecord, Pipeline  # noqa: E402
+from edge.config import load_config  # noqa: E402
+from edge.publish.jsonl import JsonlSink  # noqa: E402
+from edge.testing.facevideo import (  # noqa: E402
     REALISTIC,
     Camera,
     Placement,
@@ -47,10 +51,6 @@ from facevideo import (  # noqa: E402
     render,
     write_video,
 )
-
-from edge.app import FrameRecord, Pipeline  # noqa: E402
-from edge.config import load_config  # noqa: E402
-from edge.publish.jsonl import JsonlSink  # noqa: E402
 
 N_FRAMES = 240
 #: The realistic camera of the benchmark: REALISTIC plus a lamp switched on at frame 120.

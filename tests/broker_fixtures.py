@@ -12,7 +12,8 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from broker import Mosquitto, find_mosquitto
+
+from edge.testing.broker import Mosquitto, find_mosquitto
 
 
 def _require_mosquitto() -> None:

@@ -8,13 +8,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from facevideo import write_video
 
 from edge.camera import FileSource, FrameSource, OpenCVSource, Picamera2Source, create_source
 from edge.camera.opencv import device_kind
 from edge.config import FileSourceConfig, default_sample_path
 from edge.errors import SourceError
 from edge.redact import mask_url
+from edge.testing.facevideo import write_video
 
 
 def numbered_frames(n: int, w: int = 160, h: int = 120) -> list[np.ndarray]:

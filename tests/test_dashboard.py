@@ -25,12 +25,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from broker import Mosquitto, free_port
 
 from edge.contract import FER2013_LABELS
 from edge.errors import ConfigError
 from edge.events import Event, ModelRef
 from edge.state import build_state
+from edge.testing.broker import Mosquitto, free_port
 
 aiohttp = pytest.importorskip("aiohttp", reason="the dashboard extra (aiohttp) is not installed")
 

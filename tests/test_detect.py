@@ -6,11 +6,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from facevideo import blank, load_fer_faces, place
 
 from edge.config import DetectorConfig
 from edge.detect import FaceFinder, HaarDetector, YuNetDetector, create_detector
 from edge.errors import DetectorError
+from edge.testing.facevideo import blank, load_fer_faces, place
 
 
 @pytest.fixture(scope="module")

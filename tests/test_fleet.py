@@ -11,11 +11,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from broker import Mosquitto, Subscriber
 
 from edge.events import Event, ModelRef
 from edge.publish.config import MqttSinkConfig
 from edge.publish.mqtt import MqttSink
+from edge.testing.broker import Mosquitto, Subscriber
 
 pytestmark = [pytest.mark.broker, pytest.mark.slow]
 

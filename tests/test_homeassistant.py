@@ -14,7 +14,6 @@ from pathlib import Path
 
 import jinja2
 import pytest
-from broker import Mosquitto, Subscriber
 
 from edge import __version__
 from edge.config import load_config
@@ -25,6 +24,7 @@ from edge.publish.config import MqttSinkConfig
 from edge.publish.homeassistant import OBJECT_IDS, discovery_configs, node_id
 from edge.publish.mqtt import MqttSink
 from edge.state import STATE_SCHEMA, FaceState, build_state
+from edge.testing.broker import Mosquitto, Subscriber
 
 
 @pytest.fixture(scope="module")
@@ -246,9 +246,8 @@ def test_state_is_resent_after_reconnect(mosquitto_factory, labels) -> None:
 def test_pipeline_state_topic_matches_events(
     mosquitto: Mosquitto, model_path: Path, fer_slice_csv: Path, tmp_path: Path
 ) -> None:
-    from facevideo import Placement, detectable, load_fer_faces, render, write_video
-
     from edge.app import Pipeline
+    from edge.testing.facevideo import Placement, detectable, load_fer_faces, render, write_video
 
     faces = load_fer_faces(fer_slice_csv, 60)
     a, b = detectable(faces, side=120, want=2)

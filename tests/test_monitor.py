@@ -9,7 +9,6 @@ from collections.abc import Callable
 
 import paho.mqtt.client as mqtt
 import pytest
-from broker import Mosquitto
 from paho.mqtt.enums import CallbackAPIVersion
 
 from edge.errors import ConfigError, PublishError
@@ -17,6 +16,7 @@ from edge.events import Event, ModelRef
 from edge.monitor import MonitorState, run_monitor
 from edge.publish.config import MqttSinkConfig
 from edge.publish.mqtt import MqttSink
+from edge.testing.broker import Mosquitto
 
 MODEL = ModelRef("m", "f" * 64)
 

@@ -1,6 +1,6 @@
 """Motion-gated face detection on real FER2013 faces in a noisy, drifting, textured scene.
 
-The scenes come from tests/facevideo.py with the REALISTIC camera (sensor noise, exposure drift,
+The scenes come from edge/testing/facevideo.py with the REALISTIC camera (sensor noise, exposure drift,
 textured background), so "nothing moved" is never "identical pixels". No timing assertions: the
 tests count full-frame passes and frames-to-detection instead.
 """
@@ -12,12 +12,19 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from facevideo import REALISTIC, Camera, Placement, detectable, load_fer_faces, render_gray
 
 from edge.cli import main
 from edge.config import DetectorConfig, validate_config
 from edge.detect import FaceFinder, HaarDetector, MotionDetector, create_finder
 from edge.errors import ConfigError
+from edge.testing.facevideo import (
+    REALISTIC,
+    Camera,
+    Placement,
+    detectable,
+    load_fer_faces,
+    render_gray,
+)
 
 SIDE = 120
 

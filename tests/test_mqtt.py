@@ -14,7 +14,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from broker import Mosquitto, Subscriber, TcpProxy
 
 from edge.errors import ConfigError, PublishError
 from edge.events import Event, ModelRef
@@ -22,6 +21,7 @@ from edge.publish.config import MqttSinkConfig
 from edge.publish.jsonl import JsonlSink
 from edge.publish.mqtt import MqttSink
 from edge.publish.registry import SinkGroup
+from edge.testing.broker import Mosquitto, Subscriber, TcpProxy
 
 pytestmark = pytest.mark.broker
 

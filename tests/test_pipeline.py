@@ -20,12 +20,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from facevideo import Placement, detectable, load_fer_faces, render, write_video
 
 from edge.app import Pipeline, frame_problem
 from edge.config import load_config
 from edge.events import Event
 from edge.model_meta import file_sha256, read_metadata
+from edge.testing.facevideo import Placement, detectable, load_fer_faces, render, write_video
 
 REPO = Path(__file__).resolve().parents[1]
 N_FRAMES = 40

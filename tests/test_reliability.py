@@ -33,8 +33,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-from broker import Mosquitto, Subscriber
-from facevideo import Placement, detectable, load_fer_faces, render, write_video
 
 from edge import service
 from edge.app import Pipeline
@@ -44,6 +42,8 @@ from edge.config import default_model_path, load_config
 from edge.errors import SourceError
 from edge.events import Event
 from edge.publish.base import Sink
+from edge.testing.broker import Mosquitto, Subscriber
+from edge.testing.facevideo import Placement, detectable, load_fer_faces, render, write_video
 
 REPO = Path(__file__).resolve().parents[1]
 FPS = 10.0

@@ -27,11 +27,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from broker import BrokerError, Mosquitto, Subscriber
 
 from edge.app import Pipeline
 from edge.config import default_sample_path, load_config
 from edge.events import Event
+from edge.testing.broker import BrokerError, Mosquitto, Subscriber
 
 REPO = Path(__file__).resolve().parents[1]
 SECRET = "Pa55-w0rd-that-must-never-leak"

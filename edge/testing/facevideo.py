@@ -149,7 +149,7 @@ def room(seed: int = 0, width: int | None = None) -> np.ndarray:
     for _ in range(round(7 * w / CANVAS[1])):
         x0, y0 = int(rng.integers(0, w - 60)), int(rng.integers(0, h - 60))
         x1, y1 = x0 + int(rng.integers(40, 220)), y0 + int(rng.integers(40, 200))
-        shade[y0:y1, x0:x1] += rng.uniform(-45, 45)
+        shade[y0:y1, x0:x1] += rng.uniform(-45, 45)  # type: ignore[arg-type]  # float image
     grain = cv2.GaussianBlur(rng.normal(0, 6, (h, w)), (0, 0), 1.2)
     return np.clip(shade + grain, 40, 200).astype(np.uint8)
 
@@ -205,7 +205,7 @@ def render_gray(
 def write_video(path: Path, frames: list[np.ndarray], fps: float = 10.0) -> Path:
     """Write BGR frames as MJPG AVI (OpenCV's built-in codec)."""
     h, w = frames[0].shape[:2]
-    vw = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, (w, h))
+    vw = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, (w, h))  # type: ignore[attr-defined]
     assert vw.isOpened(), f"cannot write {path}"
     for f in frames:
         vw.write(f)
