@@ -36,10 +36,10 @@ __all__ = ["FILE_MODE", "atomic_path", "write_bytes_atomic", "write_json", "writ
 FILE_MODE = 0o666
 
 
-def _tmp_name(path: Path) -> Path:
+def _tmp_name(path: Path, suffix: str) -> Path:
     # Hidden, per process and per call: two writers of the same target (threads, processes)
-    # never share a temporary file, and a leftover one is recognisable by its ".tmp" suffix.
-    return path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    # never share a temporary file, and a leftover one is recognisable by its ".tmp" part.
+    return path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp{suffix}")
 
 
 def _fsync(path: Path) -> None:
@@ -51,22 +51,24 @@ def _fsync(path: Path) -> None:
 
 
 @contextmanager
-def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
+def atomic_path(path: str | os.PathLike[str], *, suffix: str = "") -> Iterator[Path]:
     """Yield a temporary path to write; on success it replaces ``path`` atomically.
 
-    For writers that want a file name rather than data (``Figure.savefig``, a TFLite
-    converter). The parent folder is created. If the ``with`` body raises, the temporary file
-    is removed, ``path`` is untouched and the exception propagates.
+    For writers that want a file name rather than data (``Figure.savefig``, ``Model.save``).
+    The parent folder is created. If the ``with`` body raises, the temporary file is removed,
+    ``path`` is untouched and the exception propagates.
 
     Args:
         path: The target file.
+        suffix: Ending of the temporary name, for writers that pick the format by it (Keras
+            insists on ``.keras``).
 
     Yields:
         A fresh, empty file in ``path``'s folder, created with the package's file mode.
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _tmp_name(target)
+    tmp = _tmp_name(target, suffix)
     # O_EXCL: never write into a file someone else created under our temporary name.
     os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE))
     try:

@@ -88,6 +88,15 @@ def test_error_mid_write_of_a_new_file_leaves_nothing(tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == []
 
 
+def test_suffix_for_writers_that_pick_the_format_by_name(tmp_path: Path) -> None:
+    target = tmp_path / "model.keras"
+    with atomic_path(target, suffix=".keras") as tmp:
+        assert tmp.name.endswith(".tmp.keras") and tmp.parent == tmp_path
+        tmp.write_bytes(b"zip")
+    assert target.read_bytes() == b"zip"
+    assert [p.name for p in tmp_path.iterdir()] == ["model.keras"]
+
+
 def test_interrupt_mid_write_removes_the_temporary(tmp_path: Path) -> None:
     target = tmp_path / "x.txt"
     with pytest.raises(KeyboardInterrupt):

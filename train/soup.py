@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shlex
 import shutil
 import sys
@@ -25,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from edge.atomic import atomic_path
 from edge.contract import FER2013_LABELS
 from edge.errors import ConfigError
 from train.evaluate import evaluate_model, train_twin_rows
@@ -134,9 +134,8 @@ def soup_run(opts: SoupOptions) -> dict[str, Any]:
     created = not run.exists()
     run.mkdir(parents=True, exist_ok=True)
     try:
-        tmp = run / ".model.tmp.keras"  # Keras insists on the suffix; renamed when complete
-        soup.save(tmp)
-        os.replace(tmp, run / "model.keras")
+        with atomic_path(run / "model.keras", suffix=".keras") as tmp:
+            soup.save(tmp)
         ingredients = [
             checkpoint_provenance(p) | {"val_accuracy": round(accs[i], 6), "kept": i in kept}
             for i, p in enumerate(paths)
