@@ -7,9 +7,7 @@ twin are built in a temporary folder beside the output and moved into place with
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 import shutil
 import tempfile
 from dataclasses import dataclass

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from edge.atomic import atomic_path
 from edge.classify.deployed import calibrate
 from edge.errors import ConfigError
 
@@ -155,7 +156,8 @@ def plot_reliability(
     ax.set_title(title or "reliability")
     ax.legend(loc="upper left", fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    with atomic_path(path) as tmp:  # a crash never leaves half a PNG under the real name
+        fig.savefig(tmp, format="png", dpi=110)
     plt.close(fig)
 
 
