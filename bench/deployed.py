@@ -81,7 +81,7 @@ def main() -> int:
                 f"ECE {r['ece']:.3f}  {r['ms_per_face']:.3f} ms/face",
                 flush=True,
             )
-    from train.evaluate import write_json
+    from train.metrics import write_json
 
     write_json(args.out, {"command": " ".join(sys.argv), "rows": rows})
     return 0

@@ -194,7 +194,7 @@ def run_calibration(
     from edge.config import load_config
     from edge.model_meta import write_model
     from train.data.fer2013 import TRAIN_VAL, load_fer2013
-    from train.evaluate import write_json
+    from train.metrics import write_json
 
     if not out.parent.is_dir():
         raise ConfigError(f"--out {out}: folder {out.parent} does not exist")

@@ -22,8 +22,10 @@ from typing import Any
 
 import numpy as np
 
+from edge.atomic import write_text_atomic
 from edge.errors import ConfigError
-from train.evaluate import evaluate_model, train_twin_rows, write_json, write_text_atomic
+from train.evaluate import evaluate_model, train_twin_rows
+from train.metrics import write_json
 from train.plots import plot_comparison
 from train.predict import open_model
 from train.runfolder import RunFolder

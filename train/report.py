@@ -20,8 +20,9 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from edge.atomic import write_text_atomic
 from edge.errors import DataError
-from train.evaluate import write_json, write_text_atomic
+from train.metrics import write_json
 from train.runfolder import read_json_object
 
 #: What each seed paper claims for its own model (accuracy, %), quoted in the table.
