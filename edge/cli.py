@@ -19,6 +19,7 @@ from typing import Any
 from edge import __version__
 from edge.atomic import write_json, write_text_atomic
 from edge.errors import ConfigError, FerEdgeError
+from edge.liveness import DEFAULT_EXPIRY_S
 from edge.redact import redact_secrets
 
 log = logging.getLogger("edge.cli")
@@ -84,6 +85,13 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--mqtt-url", required=True, help="broker URL (mqtt://host:1883)")
     m.add_argument("--prefix", default="fer", help="topic prefix (default: fer)")
     m.add_argument("--json", action="store_true", help="print received messages as JSON lines")
+    m.add_argument(
+        "--stale-after-s",
+        type=float,
+        default=DEFAULT_EXPIRY_S,
+        help="show an online device as stale after this many seconds without a sign of life "
+        f"(default {DEFAULT_EXPIRY_S}; an MQTT 5 status expiry takes precedence)",
+    )
     _add_dashboard_parser(sub)
     _add_bench_parser(sub)
     return p
@@ -138,6 +146,13 @@ def _add_dashboard_parser(sub: Any) -> None:
         "--insecure-no-auth",
         action="store_true",
         help="allow a non-loopback --host without basic auth (anyone on the network can watch)",
+    )
+    d.add_argument(
+        "--stale-after-s",
+        type=float,
+        default=DEFAULT_EXPIRY_S,
+        help="show an online device as stale after this many seconds without a sign of life "
+        f"(default {DEFAULT_EXPIRY_S}; an MQTT 5 status expiry takes precedence)",
     )
     d.add_argument(
         "--history-min", type=float, default=10.0, help="minutes shown in the charts (default 10)"
@@ -303,12 +318,21 @@ def cmd_validate_config(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_stale_after(value: float) -> None:
+    """Refuse a ``--stale-after-s`` outside (0, 86400]."""
+    if not 0 < value <= 86400:
+        raise ConfigError(f"--stale-after-s {value} must be in (0, 86400]")
+
+
 def cmd_monitor(args: argparse.Namespace) -> int:
     """``fer-edge monitor``: delegate to :func:`edge.monitor.run_monitor`."""
     from edge.monitor import run_monitor
 
     setup_logging("WARNING")
-    rc = run_monitor(args.mqtt_url, prefix=args.prefix, as_json=args.json)
+    _check_stale_after(args.stale_after_s)
+    rc = run_monitor(
+        args.mqtt_url, prefix=args.prefix, as_json=args.json, stale_after_s=args.stale_after_s
+    )
     return int(rc or 0)
 
 
@@ -335,7 +359,10 @@ def _cmd_dashboard(args: argparse.Namespace) -> int:
         password=args.password,
         ca_file=args.ca_file,
     )
-    dash = server.Dashboard(cfg, auth=auth, history_s=args.history_min * 60)
+    _check_stale_after(args.stale_after_s)
+    dash = server.Dashboard(
+        cfg, auth=auth, history_s=args.history_min * 60, stale_after_s=args.stale_after_s
+    )
     return server.run_dashboard(dash, args.host, args.port, insecure_no_auth=args.insecure_no_auth)
 
 

@@ -7,6 +7,10 @@ tracked face. On a terminal the table is redrawn in place with ANSI escapes; oth
 log file) the table is printed every ``refresh_s`` seconds when something changed. With
 ``as_json`` every new event is printed as one JSON line instead.
 
+A device whose ``online`` is no longer refreshed (no heartbeat, stats or events for
+``stale_after_s``, or its MQTT 5 status expired) is shown ``stale``: see ``edge/liveness.py``,
+the rule the web dashboard shares.
+
 Everything received is untrusted: text shown in the table is stripped of control characters so a
 hostile payload cannot drive the terminal.
 """
@@ -29,6 +33,7 @@ from pydantic import ValidationError
 
 from edge.errors import ConfigError, PublishError
 from edge.events import Event, EventDecodeError, SeenEvents
+from edge.liveness import DEFAULT_EXPIRY_S, Liveness, message_expiry
 from edge.publish.config import MqttSinkConfig
 
 log = logging.getLogger(__name__)
@@ -53,6 +58,7 @@ class DeviceView:
     tracks: dict[int, tuple[Event, float]] = field(default_factory=dict)
     events: int = 0
     last_seen: float = 0.0
+    live: Liveness = field(default_factory=Liveness)
 
 
 @dataclass
@@ -67,10 +73,29 @@ class MonitorState:
     last_error: str | None = None
     #: Connection state shown in the header (set from the MQTT thread).
     broker: str = "connecting"
+    #: Evidence of life without an MQTT 5 expiry counts this long (``edge/liveness.py``).
+    stale_after_s: float = DEFAULT_EXPIRY_S
     _seen: SeenEvents = field(default_factory=lambda: SeenEvents(SEEN_IDS))
+    _shown: dict[str, str | None] = field(default_factory=dict)
 
-    def handle(self, topic: str, payload: bytes, now: float | None = None) -> Event | None:
-        """Apply one message; return the event if it is a new (not duplicate) event."""
+    def handle(
+        self,
+        topic: str,
+        payload: bytes,
+        now: float | None = None,
+        *,
+        retained: bool = False,
+        expiry_s: float | None = None,
+    ) -> Event | None:
+        """Apply one message; return the event if it is a new (not duplicate) event.
+
+        Args:
+            topic: The message's topic.
+            payload: Its payload (untrusted).
+            now: Receipt time (monotonic clock; default: now).
+            retained: Whether it came from the broker's retained store.
+            expiry_s: Its MQTT 5 message-expiry interval (remaining), or None.
+        """
         now = time.monotonic() if now is None else now
         head = self.prefix + "/"
         rest = topic[len(head) :] if topic.startswith(head) else ""
@@ -79,8 +104,17 @@ class MonitorState:
             return None
         view = self.devices.setdefault(device, DeviceView())
         view.last_seen = now
-        if kind == "status":
-            view.status = _clean(payload.decode("utf-8", "replace"), 16)
+        status = payload.decode("utf-8", "replace").strip() if kind == "status" else None
+        view.live.observe(
+            kind,
+            now,
+            stale_after_s=self.stale_after_s,
+            status=status,
+            retained=retained,
+            expiry_s=expiry_s,
+        )
+        if status is not None:
+            view.status = _clean(status, 16)
             return None
         if kind == "stats":
             try:
@@ -107,6 +141,25 @@ class MonitorState:
         else:
             view.tracks[event.track_id] = (event, now)
         return event
+
+    def shown_status(self, device: str, now: float | None = None) -> str | None:
+        """The status shown for ``device``: ``stale`` once its ``online`` ran out."""
+        view = self.devices.get(device)
+        if view is None:
+            return None
+        shown = view.live.shown(time.monotonic() if now is None else now)
+        return None if shown is None else _clean(shown, 16)
+
+    def sweep(self, now: float | None = None) -> bool:
+        """Whether any device's shown status changed since the last sweep (redraw then)."""
+        now = time.monotonic() if now is None else now
+        changed = False
+        for name in self.devices:
+            shown = self.shown_status(name, now)
+            if self._shown.get(name) != shown:
+                self._shown[name] = shown
+                changed = True
+        return changed
 
     def _bad(self, topic: str, why: str) -> None:
         self.bad_payloads += 1
@@ -136,7 +189,8 @@ class MonitorState:
             total = lat.get("total") if isinstance(lat, dict) else None
             total = total if isinstance(total, dict) else {}
             lines.append(
-                f"{_clean(name, 20):<20} {v.status or '?':<8} {_num(st.get('fps')):>6} "
+                f"{_clean(name, 20):<20} {self.shown_status(name, now) or '?':<8} "
+                f"{_num(st.get('fps')):>6} "
                 f"{_num(total.get('p50')):>6} {_num(total.get('p95')):>6} "
                 f"{_num(st.get('queue_depth')):>6} {_num(st.get('dropped')):>7} "
                 f"{_num(st.get('reconnects')):>6} {_uptime(st.get('uptime_s')):>7} "
@@ -192,6 +246,7 @@ def run_monitor(
     out: TextIO | None = None,
     tty: bool | None = None,
     ready: threading.Event | None = None,
+    stale_after_s: float = DEFAULT_EXPIRY_S,
 ) -> int:
     """Subscribe to a broker and show what fer-edge devices publish, until stopped.
 
@@ -209,6 +264,8 @@ def run_monitor(
         out: Output stream (default ``sys.stdout``).
         tty: Force ANSI redraw on/off (default: whether ``out`` is a terminal).
         ready: Set once the subscriptions are acknowledged (for tests and scripts).
+        stale_after_s: Show an ``online`` device as ``stale`` after this long without any sign
+            of life (heartbeat, stats, events) unless its MQTT 5 status expiry says otherwise.
 
     Returns:
         0 (Ctrl-C is the normal way to leave).
@@ -239,11 +296,11 @@ def run_monitor(
         raise ConfigError(f"monitor: {msgs}") from None
     cid = client_id or f"fer-edge-monitor-{os.getpid()}-{uuid.uuid4().hex[:6]}"
     client, host, port, _ = make_client(cfg, cid)
-    inbox: queue.Queue[tuple[str, bytes]] = queue.Queue()
+    inbox: queue.Queue[tuple[str, bytes, bool, float | None]] = queue.Queue()
     fatal: list[str] = []
     connected = threading.Event()
     failures = [0]
-    state = MonitorState(prefix=prefix)
+    state = MonitorState(prefix=prefix, stale_after_s=stale_after_s)
     subs = [(f"{prefix}/+/events", 1), (f"{prefix}/+/status", 1), (f"{prefix}/+/stats", 0)]
 
     def on_connect(c: Any, u: Any, flags: Any, rc: Any, props: Any) -> None:
@@ -278,7 +335,8 @@ def run_monitor(
         state.broker = "reconnecting"
 
     def on_message(c: Any, u: Any, msg: Any) -> None:
-        inbox.put((str(msg.topic), bytes(msg.payload)))
+        expiry = message_expiry(getattr(msg, "properties", None))
+        inbox.put((str(msg.topic), bytes(msg.payload), bool(msg.retain), expiry))
 
     client.on_connect = on_connect
     client.on_subscribe = on_subscribe
@@ -304,15 +362,17 @@ def run_monitor(
             if max_events is not None and state.events >= max_events:
                 break
             try:
-                topic, payload = inbox.get(timeout=0.1)
+                topic, payload, retained, expiry = inbox.get(timeout=0.1)
             except queue.Empty:
                 pass
             else:
-                ev = state.handle(topic, payload)
+                ev = state.handle(topic, payload, retained=retained, expiry_s=expiry)
                 dirty = True
                 if ev is not None and as_json:
                     stream.write(ev.to_json() + "\n")
                     stream.flush()
+            if state.sweep():
+                dirty = True  # a device went stale: silence changes the table too
             if not as_json and (now >= next_draw) and (dirty or redraw):
                 _draw(stream, state.render(safe), redraw)
                 dirty = False

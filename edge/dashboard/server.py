@@ -38,6 +38,7 @@ from pydantic import ValidationError
 
 from edge.dashboard.state import DashboardState
 from edge.errors import ConfigError, PublishError
+from edge.liveness import DEFAULT_EXPIRY_S, message_expiry
 from edge.publish.config import MqttSinkConfig
 
 log = logging.getLogger(__name__)
@@ -112,6 +113,8 @@ class Dashboard:
         history_s: Seconds of per-emotion history kept for the charts.
         push_interval_s: How often changed devices are pushed to browsers.
         client_id: MQTT client id (default: a random ``fer-edge-dashboard-...``).
+        stale_after_s: Show an ``online`` device as ``stale`` after this long without a sign of
+            life (``edge/liveness.py``).
     """
 
     def __init__(
@@ -122,11 +125,12 @@ class Dashboard:
         history_s: float = 600.0,
         push_interval_s: float = 0.25,
         client_id: str | None = None,
+        stale_after_s: float = DEFAULT_EXPIRY_S,
     ) -> None:
         self.mqtt_cfg = mqtt_cfg
         self.prefix = mqtt_cfg.topic_prefix
         self.auth = auth
-        self.state = DashboardState(self.prefix, history_s=history_s)
+        self.state = DashboardState(self.prefix, history_s=history_s, stale_after_s=stale_after_s)
         self.push_interval_s = push_interval_s
         self.client_id = client_id or f"fer-edge-dashboard-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self.broker = "connecting"
@@ -245,6 +249,8 @@ class Dashboard:
             if self._broker_dirty:
                 self._broker_dirty = False
                 self._broadcast(_sse_text("broker", {"broker": self.broker}))
+            # A silent death sends no message: find the devices that went stale meanwhile.
+            self._dirty.update(self.state.sweep())
             if not self._dirty:
                 continue
             dirty, self._dirty = self._dirty, set()
@@ -307,7 +313,10 @@ class Dashboard:
             loop.call_soon_threadsafe(self._set_broker, "unreachable")
 
         def on_message(c: Any, u: Any, msg: Any) -> None:
-            loop.call_soon_threadsafe(self._on_message, str(msg.topic), bytes(msg.payload))
+            expiry = message_expiry(getattr(msg, "properties", None))
+            loop.call_soon_threadsafe(
+                self._on_message, str(msg.topic), bytes(msg.payload), bool(msg.retain), expiry
+            )
 
         client.on_connect = on_connect
         client.on_disconnect = on_disconnect
@@ -322,8 +331,10 @@ class Dashboard:
             self.broker = text
             self._broker_dirty = True
 
-    def _on_message(self, topic: str, payload: bytes) -> None:
-        device = self.state.handle(topic, payload)
+    def _on_message(
+        self, topic: str, payload: bytes, retained: bool = False, expiry: float | None = None
+    ) -> None:
+        device = self.state.handle(topic, payload, retained=retained, expiry_s=expiry)
         if device is not None:
             self._dirty.add(device)
 

@@ -8,6 +8,11 @@ rolling history of the mean score per emotion for the chart. The retained ``stat
 seeds the faces of a device the dashboard has not yet seen an event from (events are not
 retained; after a dashboard restart the state tells who is in front of the camera right now).
 
+Liveness: each device carries a :class:`~edge.liveness.Liveness` (the rule ``fer-edge monitor``
+shares); ``liveness`` in its JSON is the status to show, ``stale`` once an ``online`` is no longer
+refreshed. :meth:`DashboardState.sweep` finds devices that went stale without any message (that
+is how silent deaths look) and clears their faces, as for ``offline``.
+
 Everything received is untrusted: payloads are size-limited and validated, strings are bounded,
 de-duplication by ``event_id`` drops QoS-1 redeliveries, and the number of devices is capped so
 a hostile publisher cannot exhaust memory. The browser renders text with ``textContent`` only.
@@ -24,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from edge.events import Event, EventDecodeError, SeenEvents
+from edge.liveness import DEFAULT_EXPIRY_S, Liveness
 from edge.state import STATE_SCHEMA
 
 log = logging.getLogger(__name__)
@@ -64,12 +70,18 @@ class DeviceEntry:
     history: deque[tuple[float, list[float]]] = field(
         default_factory=lambda: deque(maxlen=MAX_POINTS)
     )
+    live: Liveness = field(default_factory=Liveness)
+    #: The shown status at the last :meth:`DashboardState.sweep`.
+    shown: str | None = None
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self, now: float | None = None) -> dict[str, Any]:
         """JSON-ready view for the browser."""
+        shown = self.live.shown(time.time() if now is None else now)
         return {
             "device_id": self.device_id,
             "status": self.status,
+            "liveness": None if shown is None else _text(shown, 16),
+            "alive_until": self.live.alive_until,
             "status_at": self.status_at,
             "stats": self.stats,
             "stats_at": self.stats_at,
@@ -89,10 +101,18 @@ class DashboardState:
         prefix: Topic prefix the devices use.
         history_s: Seconds of per-emotion history kept for the chart.
         max_devices: Devices tracked at most; messages for further devices are ignored.
+        stale_after_s: Evidence of life without an MQTT 5 expiry counts this long.
     """
 
-    def __init__(self, prefix: str = "fer", history_s: float = 600.0, max_devices: int = 500):
+    def __init__(
+        self,
+        prefix: str = "fer",
+        history_s: float = 600.0,
+        max_devices: int = 500,
+        stale_after_s: float = DEFAULT_EXPIRY_S,
+    ):
         self.prefix = prefix
+        self.stale_after_s = stale_after_s
         self.history_s = history_s
         self.max_devices = max_devices
         self.devices: dict[str, DeviceEntry] = {}
@@ -102,8 +122,23 @@ class DashboardState:
         self._seen = SeenEvents(SEEN_IDS)
         self._got_events: set[str] = set()
 
-    def handle(self, topic: str, payload: bytes, now: float | None = None) -> str | None:
+    def handle(
+        self,
+        topic: str,
+        payload: bytes,
+        now: float | None = None,
+        *,
+        retained: bool = False,
+        expiry_s: float | None = None,
+    ) -> str | None:
         """Apply one MQTT message.
+
+        Args:
+            topic: The message's topic.
+            payload: Its payload (untrusted).
+            now: Receipt time (unix time; default: now).
+            retained: Whether it came from the broker's retained store.
+            expiry_s: Its MQTT 5 message-expiry interval (remaining), or None.
 
         Returns:
             The id of the device whose view changed, or None (ignored, bad or duplicate).
@@ -131,7 +166,36 @@ class DashboardState:
         if created:  # only a message that was applied makes a device appear
             self.devices[device] = dev
         dev.last_seen = now
+        dev.live.observe(
+            kind,
+            now,
+            stale_after_s=self.stale_after_s,
+            status=dev.status if kind == "status" else None,
+            retained=retained,
+            expiry_s=expiry_s,
+        )
+        dev.shown = dev.live.shown(now)
         return device
+
+    def sweep(self, now: float | None = None) -> list[str]:
+        """Devices whose shown status changed without a message (went stale); their faces are
+        cleared, as a crashed device never sends its ``end`` events.
+
+        Returns:
+            Their ids (to push to browsers).
+        """
+        now = time.time() if now is None else now
+        changed = []
+        for dev in self.devices.values():
+            shown = dev.live.shown(now)
+            if shown == dev.shown:
+                continue
+            dev.shown = shown
+            if shown != "online" and dev.faces:
+                dev.faces.clear()
+                self._sample(dev, now)
+            changed.append(dev.device_id)
+        return changed
 
     def _apply(self, dev: DeviceEntry, kind: str, topic: str, payload: bytes, now: float) -> bool:
         if kind == "status":
@@ -161,12 +225,13 @@ class DashboardState:
 
     def snapshot(self) -> dict[str, Any]:
         """Everything, JSON-ready (``/api/state`` and the first SSE message)."""
+        now = time.time()
         return {
             "prefix": self.prefix,
             "history_s": self.history_s,
-            "server_time": time.time(),
+            "server_time": now,
             "bad_payloads": self.bad_payloads,
-            "devices": [self.devices[k].to_json() for k in sorted(self.devices)],
+            "devices": [self.devices[k].to_json(now) for k in sorted(self.devices)],
         }
 
     # ---------------------------------------------------------------- internals

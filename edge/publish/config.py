@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from edge.errors import ConfigError
+from edge.liveness import DEFAULT_EXPIRY_S
 from edge.redact import mask_url
 
 #: Environment variable read for the MQTT password when none is configured.
@@ -120,7 +121,24 @@ class MqttSinkConfig(_Base):
     reconnect_max_s: float = Field(
         30.0, gt=0, le=3600, description="Upper bound of the reconnect delay."
     )
-    protocol: Literal["3.1.1", "5"] = Field("3.1.1", description="MQTT protocol version.")
+    protocol: Literal["3.1.1", "5"] = Field(
+        "5",
+        description="MQTT protocol version. 5 (default; mosquitto >= 1.6, EMQX, HiveMQ) lets the "
+        "broker expire a retained 'online' that is no longer refreshed (status_expiry_s). Use "
+        "3.1.1 for a broker that speaks only 3.1.1: subscribers then judge staleness by the age "
+        "of the last heartbeat (docs/RELIABILITY.md).",
+    )
+    status_expiry_s: int = Field(
+        DEFAULT_EXPIRY_S,
+        ge=3,
+        le=86400,
+        description="Lifetime of the retained 'online' status and face state: the device "
+        "re-publishes both every status_expiry_s/3 s (at most every keepalive_s/2), over MQTT 5 "
+        "with this message-expiry interval, and Home Assistant sensors get expire_after = this. "
+        "A device that dies in any way (crash, SIGSTOP, broker crash, half-open link) is shown "
+        "stale by monitor, dashboard and Home Assistant at most this long after its last "
+        "heartbeat.",
+    )
     homeassistant: bool = Field(
         True,
         description="Publish Home Assistant MQTT discovery configs (retained) so the device "

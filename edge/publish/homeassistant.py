@@ -16,6 +16,11 @@ All three read the retained ``<prefix>/<device_id>/state`` topic (``fer.state/1`
 (``offline`` from the Last Will, ``stopped`` on a clean shutdown) to unavailable, because HA
 ignores a payload that is neither ``payload_available`` nor ``payload_not_available``.
 
+Staleness: a device that dies without its Last Will (the broker crashed too, a half-open link)
+leaves ``online`` behind. Every sensor therefore has ``expire_after`` = the sink's
+``status_expiry_s``: the device re-publishes its state every heartbeat, and HA marks a sensor
+unavailable on its own when no state arrived for that long (``edge/liveness.py``).
+
 The configs are published on every connect and again, after a random delay of up to
 ``discovery_delay_s``, whenever HA's birth message ``online`` arrives on
 ``<discovery_prefix>/status`` (HA restarted and may have lost its entity registry cache).
@@ -92,6 +97,7 @@ def discovery_configs(
     discovery_prefix: str,
     model_name: str,
     labels: Sequence[str],
+    expire_after: int | None = None,
 ) -> dict[str, dict[str, Any]]:
     """The discovery config of each sensor of one device, by config topic.
 
@@ -101,6 +107,8 @@ def discovery_configs(
         discovery_prefix: HA's discovery prefix (``homeassistant``).
         model_name: The running model's architecture name (HA device ``model``).
         labels: The model's labels in output order (the ``enum`` options).
+        expire_after: Seconds without a state message after which HA shows the sensors
+            unavailable (the sink's ``status_expiry_s``); None: never.
 
     Returns:
         ``{config_topic: config}`` with JSON-ready configs.
@@ -128,6 +136,8 @@ def discovery_configs(
         "origin": origin(),
         "qos": 1,
     }
+    if expire_after is not None:
+        common["expire_after"] = int(expire_after)
     sensors: dict[str, dict[str, Any]] = {
         "emotion": {
             "name": "Emotion",
@@ -171,6 +181,7 @@ class Discovery:
         topic_prefix: The sink's topic prefix.
         discovery_prefix: HA's discovery prefix.
         delay_s: Upper bound of the random delay after HA's birth message.
+        expire_after: ``expire_after`` of every sensor (seconds), or None.
     """
 
     def __init__(
@@ -181,8 +192,10 @@ class Discovery:
         topic_prefix: str,
         discovery_prefix: str,
         delay_s: float,
+        expire_after: int | None = None,
     ) -> None:
         self._publish = publish
+        self.expire_after = expire_after
         self.device_id = device_id
         self.topic_prefix = topic_prefix
         self.discovery_prefix = discovery_prefix
@@ -214,6 +227,7 @@ class Discovery:
             discovery_prefix=self.discovery_prefix,
             model_name=name,
             labels=labels,
+            expire_after=self.expire_after,
         )
         for topic, cfg in configs.items():
             self._publish(topic, json.dumps(cfg, separators=(",", ":"), allow_nan=False))

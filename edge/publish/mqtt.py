@@ -4,15 +4,19 @@ Topics (``P`` = ``topic_prefix``, default ``fer``; ``D`` = device id):
 
 * ``P/D/events``: one ``fer.event/1`` JSON object per message, QoS ``qos`` (default 1), not
   retained.
-* ``P/D/status``: retained plain UTF-8 string, QoS 1: ``online`` on every (re)connect,
-  ``offline`` as the Last Will (the broker publishes it when the device vanishes without a clean
-  disconnect), ``stopped`` on a clean shutdown. A plain string keeps the Last Will (fixed when
-  the connection is made) truthful and lets dashboards compare without parsing.
+* ``P/D/status``: retained plain UTF-8 string, QoS 1: ``online`` on every (re)connect and again
+  every heartbeat (``status_expiry_s``/3, at most ``keepalive_s``/2; over MQTT 5 with a
+  message-expiry interval of ``status_expiry_s``, so a broker forgets an ``online`` nobody
+  refreshes), ``offline`` as the Last Will (the broker publishes it when the device vanishes
+  without a clean disconnect), ``stopped`` on a clean shutdown. A plain string keeps the Last
+  Will (fixed when the connection is made) truthful and lets dashboards compare without parsing.
+  Subscribers show an ``online`` that stopped being refreshed as ``stale`` (``edge/liveness.py``).
 * ``P/D/stats``: the runtime's stats snapshot as a JSON object, QoS 0, not retained, only sent
   while connected (a stale snapshot is worthless).
 * ``P/D/state``: the current faces (``fer.state/1``, ``edge/state.py``), retained, QoS 1,
   published when a track starts, changes, updates or ends; the newest one is re-sent on every
-  (re)connect. Home Assistant's sensors read it.
+  (re)connect and every heartbeat (with the status' expiry over MQTT 5), because Home
+  Assistant's sensors read it with ``expire_after = status_expiry_s``.
 * ``<discovery_prefix>/sensor/<node>/<sensor>/config``: Home Assistant discovery configs,
   retained (``edge/publish/homeassistant.py``), unless ``homeassistant = false``.
 
@@ -33,6 +37,12 @@ On :meth:`MqttSink.close` the queue is flushed within the timeout, ``stopped`` i
 the client disconnects cleanly (so the broker discards the Last Will); events that could not be
 delivered are returned by :meth:`MqttSink.drain_undelivered` so the caller can write them to a
 JSONL file instead of losing them.
+
+Half-open links (a Wi-Fi link that vanishes without a FIN): paho alone notices them only after
+up to two keepalive periods. Each heartbeat is a QoS-1 publish, so it doubles as a probe: when
+one is not acknowledged within ``keepalive_s``/2 the sink closes the socket itself, paho
+reconnects and re-sends what was in flight. A dead link is thus noticed at most ``keepalive_s``
+(plus one worker tick) after it died; stats count it in ``half_open``.
 """
 
 from __future__ import annotations
@@ -40,6 +50,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import socket
 import ssl
 import threading
 import time
@@ -48,9 +59,12 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 from edge.errors import ConfigError, PublishError
 from edge.events import Event
+from edge.liveness import heartbeat_interval
 from edge.publish.base import Sink
 from edge.publish.config import MqttSinkConfig, parse_mqtt_url
 from edge.publish.homeassistant import Discovery
@@ -64,7 +78,8 @@ STATUS_STOPPED = "stopped"
 # CONNACK reason codes (MQTT 5 numbering; paho maps 3.1.1 return codes onto them) after which
 # retrying with the same settings cannot succeed: protocol, client id, credentials, auth.
 FATAL_CONNACK = {
-    132: "unsupported protocol version",
+    132: "unsupported protocol version (for a broker that speaks only MQTT 3.1.1 set "
+    'protocol = "3.1.1")',
     133: "client identifier not valid",
     134: "bad user name or password",
     135: "not authorized",
@@ -188,16 +203,23 @@ class MqttSink(Sink):
         self._connect_failures = 0
         self._failures_since_connect = 0
         self._stats_published = 0
+        self._heartbeats = 0
+        self._half_open = 0
+        self.heartbeat_s = heartbeat_interval(cfg.status_expiry_s, cfg.keepalive_s)
+        self._next_heartbeat = 0.0
+        # (mid, monotonic send time) of the heartbeat not yet acknowledged by the broker.
+        self._probe: tuple[int, float] | None = None
         self.topic_state = f"{cfg.topic_prefix}/{device_id}/state"
         self._state_payload: str | None = None  # newest state, re-sent on reconnect
         self._discovery: Discovery | None = None
         if cfg.homeassistant:
             self._discovery = Discovery(
-                self._publish_retained,
+                self._publish_config,
                 device_id=device_id,
                 topic_prefix=cfg.topic_prefix,
                 discovery_prefix=cfg.discovery_prefix,
                 delay_s=cfg.discovery_delay_s,
+                expire_after=cfg.status_expiry_s,
             )
 
     def __repr__(self) -> str:
@@ -316,12 +338,28 @@ class MqttSink(Sink):
         with self._lock:
             self._state_payload = payload
         if self._connected.is_set():
-            self._publish_retained(self.topic_state, payload)
+            self._publish_retained(self.topic_state, payload, expire=True)
 
-    def _publish_retained(self, topic: str, payload: str) -> None:
+    def _publish_config(self, topic: str, payload: str) -> None:
+        """Home Assistant discovery configs: retained, QoS 1, never expiring."""
+        self._publish_retained(topic, payload)
+
+    def _expiry_props(self) -> Properties | None:
+        """MQTT 5 properties giving a message ``status_expiry_s`` to live (None over 3.1.1)."""
+        if self.cfg.protocol != "5":
+            return None
+        props = Properties(PacketTypes.PUBLISH)
+        props.MessageExpiryInterval = self.cfg.status_expiry_s
+        return props
+
+    def _publish_retained(
+        self, topic: str, payload: str, expire: bool = False
+    ) -> mqtt.MQTTMessageInfo | None:
         client = self._client
-        if client is not None:
-            client.publish(topic, payload, qos=1, retain=True)
+        if client is None:
+            return None
+        props = self._expiry_props() if expire else None
+        return client.publish(topic, payload, qos=1, retain=True, properties=props)
 
     def stats(self) -> dict[str, Any]:
         """Counters for the device stats.
@@ -344,6 +382,8 @@ class MqttSink(Sink):
             "dropped": dropped,
             "reconnects": max(0, self._connects - 1),
             "connect_failures": self._connect_failures,
+            "heartbeats": self._heartbeats,
+            "half_open": self._half_open,
             "error": str(self.fatal_error) if self.fatal_error else None,
         }
 
@@ -423,7 +463,52 @@ class MqttSink(Sink):
         while not self._stop.is_set():
             self._wake.wait(0.5)
             self._wake.clear()
+            self._heartbeat()
             self._pump()
+
+    def _heartbeat(self) -> None:
+        """Refresh the retained ``online`` and state; treat an unanswered one as a dead link."""
+        client = self._client
+        if client is None or not self._connected.is_set() or self._closing:
+            return
+        now = time.monotonic()
+        probe = self._probe
+        if probe is not None and now - probe[1] > self.cfg.keepalive_s / 2:
+            self._probe = None
+            self._half_open += 1
+            log.warning(
+                "mqtt: no acknowledgement from %s for %.1f s: the link is dead (half-open); "
+                "reconnecting, events are kept",
+                self.cfg.safe_url(),
+                now - probe[1],
+            )
+            sock = client.socket()
+            if isinstance(sock, socket.socket):  # ssl.SSLSocket is one too
+                try:
+                    # paho then sees the connection lost and reconnects with backoff.
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError as e:
+                    log.debug("mqtt: shutdown of a dead socket: %s", e)
+            return
+        if now < self._next_heartbeat:
+            return
+        self._next_heartbeat = now + self.heartbeat_s
+        self._send_online(client)
+        with self._lock:
+            state = self._state_payload
+        if state is not None:
+            client.publish(
+                self.topic_state, state, qos=1, retain=True, properties=self._expiry_props()
+            )
+        self._heartbeats += 1
+
+    def _send_online(self, client: mqtt.Client) -> None:
+        """Publish the retained ``online`` (with its expiry) and remember it as the probe."""
+        info = client.publish(
+            self.topic_status, STATUS_ONLINE, qos=1, retain=True, properties=self._expiry_props()
+        )
+        if info.rc == MQTTErrorCode.MQTT_ERR_SUCCESS and self._probe is None:
+            self._probe = (info.mid, time.monotonic())
 
     def _reap(self) -> None:
         with self._lock:
@@ -500,7 +585,9 @@ class MqttSink(Sink):
                 self._failures_since_connect,
             )
         self._failures_since_connect = 0
-        client.publish(self.topic_status, STATUS_ONLINE, qos=1, retain=True)
+        self._probe = None
+        self._next_heartbeat = time.monotonic() + self.heartbeat_s
+        self._send_online(client)
         self._connected.set()
         # After _connected: a set_model_info() racing with this connect then publishes itself.
         self._announce(client)
@@ -542,7 +629,9 @@ class MqttSink(Sink):
         with self._lock:
             state = self._state_payload
         if state is not None:
-            client.publish(self.topic_state, state, qos=1, retain=True)
+            client.publish(
+                self.topic_state, state, qos=1, retain=True, properties=self._expiry_props()
+            )
         if self._discovery is not None:
             client.subscribe(self._discovery.birth_topic, qos=1)
             self._discovery.publish_now()
@@ -555,4 +644,7 @@ class MqttSink(Sink):
         self, client: mqtt.Client, userdata: Any, mid: int, reason_code: Any, properties: Any
     ) -> None:
         # Called under paho's message lock: only signal, the worker does the bookkeeping.
+        probe = self._probe
+        if probe is not None and probe[0] == mid:
+            self._probe = None  # the broker answered: the link is alive
         self._wake.set()

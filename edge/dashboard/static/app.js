@@ -31,7 +31,17 @@ function duration(s) {
 }
 
 function statusClass(status) {
-  return ["online", "offline", "stopped"].includes(status) ? status : "unknown";
+  return ["online", "offline", "stopped", "stale"].includes(status) ? status : "unknown";
+}
+
+// The status to show (edge/liveness.py): the server's "liveness", and "stale" as soon as an
+// "online" outlives its evidence even between two server pushes.
+function shownStatus(dev, now) {
+  const s = dev.liveness || dev.status;
+  if (s === "online" && typeof dev.alive_until === "number" && now > dev.alive_until) {
+    return "stale";
+  }
+  return s;
 }
 
 function labelColor(dev, label) {
@@ -109,7 +119,8 @@ function renderDevice(dev) {
   card.dataset.device = dev.device_id;
   const head = el("div", "device-head");
   head.append(el("h2", "device-id", dev.device_id));
-  const st = el("span", "status " + statusClass(dev.status), dev.status || "unknown");
+  const shown = shownStatus(dev, serverNow());
+  const st = el("span", "status " + statusClass(shown), shown || "unknown");
   head.append(st);
   if (dev.model) head.append(el("span", "model muted", "model " + dev.model));
   const seen = el("span", "seen muted");
@@ -143,7 +154,8 @@ function render() {
     if (old) old.replaceWith(card); else prev.after(card);
     prev = card;
   }
-  const online = ids.filter((id) => state.devices.get(id).status === "online").length;
+  const now = serverNow();
+  const online = ids.filter((id) => shownStatus(state.devices.get(id), now) === "online").length;
   document.getElementById("summary").textContent =
     ids.length + " device" + (ids.length === 1 ? "" : "s") + ", " + online + " online";
   tick();
@@ -217,6 +229,12 @@ function tick() {
     if (!dev) continue;
     drawChart(card.querySelector("canvas"), dev, now);
     updateSeen(card, now);
+    const st = card.querySelector(".status");
+    const shown = shownStatus(dev, now);
+    if (st && st.textContent !== (shown || "unknown")) {
+      st.textContent = shown || "unknown";
+      st.className = "status " + statusClass(shown);
+    }
   }
 }
 
