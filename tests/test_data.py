@@ -12,8 +12,9 @@ from edge.contract import FER2013_LABELS, FERPLUS_LABELS
 from edge.errors import DataError
 from train.data import concat, load_fer2013, load_image_folder, select_classes
 from train.data.dedup import image_hashes, leak_free_train, rows_with_twin
+from train.data.faceset import FaceSet
 from train.data.fer2013 import FERPLUS_VOTE_COLUMNS, ferplus_targets
-from train.data.sampling import kfold_indices, oversample, stratified_limit
+from train.data.sampling import fold_groups, kfold_indices, oversample, stratified_limit
 
 OFFICIAL_TRAIN = {"angry": 3995, "disgust": 436, "fear": 4097, "happy": 7215, "sad": 4830, "surprise": 3171, "neutral": 4965}  # fmt: skip
 
@@ -214,3 +215,72 @@ def test_sampling_helpers(fer_slice_csv: Path) -> None:
     assert sorted(val_all.tolist()) == list(range(len(tr)))
     for t, v in folds:
         assert not set(t.tolist()) & set(v.tolist())
+
+
+def _groups_in_one_fold(folds: list[tuple[np.ndarray, np.ndarray]], groups: np.ndarray) -> bool:
+    """Whether every group's rows are validated in exactly one fold (and trained on elsewhere)."""
+    fold_of_group: dict[int, set[int]] = {}
+    for f, (tr, va) in enumerate(folds):
+        if set(groups[tr].tolist()) & set(groups[va].tolist()):
+            return False  # a group on both sides of one fold
+        for g in np.unique(groups[va]).tolist():
+            fold_of_group.setdefault(g, set()).add(f)
+    return all(len(fs) == 1 for fs in fold_of_group.values())
+
+
+def test_group_aware_folds_keep_ckplus_subjects_together(ckplus_dir: Path) -> None:
+    ck = load_image_folder(ckplus_dir)
+    assert ck.groups is not None
+    groups = fold_groups(ck)
+    # A subject is never split (fold groups are subjects, or unions of them via duplicates).
+    for s in np.unique(ck.groups):
+        assert len(np.unique(groups[ck.groups == s])) == 1
+    folds = kfold_indices(ck.labels, 5, seed=0, groups=groups)
+    val_all = np.concatenate([v for _, v in folds])
+    assert sorted(val_all.tolist()) == list(range(len(ck)))
+    assert _groups_in_one_fold(folds, ck.groups)
+    # The check can fail: plain stratified folds put one subject's images in several folds.
+    assert not _groups_in_one_fold(kfold_indices(ck.labels, 5, seed=0), ck.groups)
+    with pytest.raises(ValueError, match="needs at least 200 groups, the data has"):
+        kfold_indices(ck.labels, 200, groups=groups)
+
+
+def test_group_aware_folds_keep_duplicate_images_together(fer_slice_csv: Path) -> None:
+    fer = load_fer2013(fer_slice_csv)
+    # FER2013 holds 1,236 extra copies inside Training; a set that was not de-duplicated (or a
+    # combined one) keeps them: add real copies of 150 real rows, some of them twice.
+    rng = np.random.default_rng(0)
+    picked = rng.choice(len(fer), 150, replace=False)
+    data = concat([fer, fer.subset(picked), fer.subset(picked[:40])])
+    groups = fold_groups(data)
+    hashes = image_hashes(data.images)
+    assert len(np.unique(groups)) == len(np.unique(hashes))
+    folds = kfold_indices(data.labels, 5, seed=1, groups=groups)
+    assert _groups_in_one_fold(folds, groups)
+    by_hash = np.unique(hashes, return_inverse=True)[1]
+    assert _groups_in_one_fold(folds, by_hash)
+    assert not _groups_in_one_fold(kfold_indices(data.labels, 5, seed=1), by_hash)
+
+
+def test_kfold_run_passes_groups_to_the_splitter(
+    fer_slice_csv: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """train._kfold hands the group-aware folds to training: no image is on both sides of a
+    fold. Fitting and evaluation are replaced by recorders: only the split is under test."""
+    from train import train as tr_mod
+
+    fer = load_fer2013(fer_slice_csv)
+    data = concat([fer, fer.subset(np.arange(0, 300, 3))])
+    seen: list[tuple[np.ndarray, np.ndarray]] = []
+
+    def fake_fit(run: Path, train: FaceSet, val: FaceSet, opts: object) -> dict[str, object]:
+        seen.append((image_hashes(train.images), image_hashes(val.images)))
+        return {}
+
+    monkeypatch.setattr(tr_mod, "_fit", fake_fit)
+    monkeypatch.setattr(tr_mod, "_finish", lambda run, va, extra: {"accuracy": 0.5})
+    opts = tr_mod.TrainOptions(arch="x", data=str(fer_slice_csv), out=str(tmp_path), folds=4)
+    tr_mod._kfold(tmp_path, data, opts)
+    assert len(seen) == 4
+    for tr_h, va_h in seen:
+        assert not set(tr_h.tolist()) & set(va_h.tolist())

@@ -39,7 +39,7 @@ from train.data import FaceSet, load_fer2013, select_classes
 from train.data.augment import NONE, AugmentConfig, build_augmenter
 from train.data.dedup import leak_free_train, rows_with_twin
 from train.data.fer2013 import TRAIN_VAL
-from train.data.sampling import kfold_indices, oversample, stratified_limit
+from train.data.sampling import fold_groups, kfold_indices, oversample, stratified_limit
 from train.runfolder import RunFolder
 
 log = logging.getLogger(__name__)
@@ -596,7 +596,8 @@ def train_run(opts: TrainOptions) -> dict[str, Any]:
 def _kfold(run: Path, train: FaceSet, opts: TrainOptions) -> dict[str, Any]:
     """Seed 003's K-fold cross-validation inside the (leak-free) Training split."""
     assert opts.folds is not None
-    folds = kfold_indices(train.labels, opts.folds, opts.seed)
+    # Each exact-duplicate group and each subject (CK+) stays inside one fold.
+    folds = kfold_indices(train.labels, opts.folds, opts.seed, groups=fold_groups(train))
     per_fold = []
     for i, (tr_idx, va_idx) in enumerate(folds):
         sub = run / f"fold{i}"

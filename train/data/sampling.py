@@ -47,10 +47,77 @@ def stratified_sample(fs: FaceSet, n: int, seed: int = 0) -> FaceSet:
     return stratified_limit(fs, n, seed)
 
 
-def kfold_indices(labels: np.ndarray, k: int, seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Stratified K-fold (train_idx, val_idx) pairs (seed 003 uses 10 folds)."""
+def fold_groups(fs: FaceSet) -> np.ndarray:
+    """Group id per row that K-fold must not split: exact-duplicate images and subjects.
+
+    Rows with the same image bytes (:func:`train.data.dedup.image_hashes`) share a group, and
+    so do rows with the same ``fs.groups`` id (the CK+ subject); both relations are merged
+    transitively (a duplicate image of two subjects joins their groups), so a duplicate group or
+    a subject never spans two folds. Leak-free Training has no exact duplicates left, but a set
+    built another way (combined datasets, no de-duplication) may.
+
+    Returns:
+        ``(N,)`` int64 group ids ``0..G-1``.
+    """
+    from train.data.dedup import image_hashes
+
+    n = len(fs)
+    parent = np.arange(n)
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = int(parent[i])
+        return i
+
+    def merge(keys: np.ndarray) -> None:
+        first: dict[object, int] = {}
+        for i, key in enumerate(keys.tolist()):
+            j = first.setdefault(key, i)
+            if j != i:
+                a, b = find(i), find(j)
+                if a != b:
+                    parent[max(a, b)] = min(a, b)
+
+    merge(image_hashes(fs.images))
+    if fs.groups is not None:
+        merge(np.asarray(fs.groups))
+    roots = np.asarray([find(i) for i in range(n)], dtype=np.int64)
+    return np.unique(roots, return_inverse=True)[1].astype(np.int64)
+
+
+def kfold_indices(
+    labels: np.ndarray, k: int, seed: int = 0, groups: np.ndarray | None = None
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Stratified K-fold (train_idx, val_idx) pairs (seed 003 uses 10 folds).
+
+    Args:
+        labels: ``(N,)`` class ids.
+        k: Number of folds (>= 2).
+        seed: Shuffling seed.
+        groups: Optional ``(N,)`` group ids (:func:`fold_groups`): every group then lies in one
+            fold, with class proportions kept as well as the groups allow (scikit-learn's
+            ``StratifiedGroupKFold``).
+
+    Raises:
+        ValueError: for ``k < 2``, a ``groups`` of the wrong length, or fewer groups than folds.
+    """
     if k < 2:
         raise ValueError("folds must be >= 2")
+    if groups is not None:
+        groups = np.asarray(groups)
+        if len(groups) != len(labels):
+            raise ValueError(f"groups has {len(groups)} entries for {len(labels)} labels")
+        n_groups = len(np.unique(groups))
+        if n_groups < k:
+            raise ValueError(f"--folds {k} needs at least {k} groups, the data has {n_groups}")
+        from sklearn.model_selection import StratifiedGroupKFold
+
+        splitter = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
+        return [
+            (np.sort(tr), np.sort(va))
+            for tr, va in splitter.split(np.zeros(len(labels)), labels, groups)
+        ]
     rng = np.random.default_rng(seed)
     fold_of = np.empty(len(labels), dtype=np.int64)
     for c in np.unique(labels):
