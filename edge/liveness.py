@@ -15,8 +15,8 @@ connection drop, so it never sends the will, and with persistence it keeps the r
   ``stale``, whatever the manner of death. Evidence: a status ``online`` with an MQTT 5
   message-expiry interval counts for that many seconds (the broker sends the *remaining*
   lifetime, so an old retained copy counts for less); any other live message from the device
-  (events, stats, a heartbeat without expiry: a 3.1.1 broker or device) counts for
-  ``stale_after_s``;
+  (events, stats) counts for the expiry its last live heartbeat announced, and, before any such
+  heartbeat or without expiries (a 3.1.1 broker or device), for ``stale_after_s``;
 * Home Assistant gets ``expire_after`` on every sensor (the state is refreshed on the heartbeat),
   so its entities become unavailable on their own.
 
@@ -65,10 +65,13 @@ class Liveness:
         status: The last status payload (``online``, ``offline``, ``stopped``, ...), or None.
         alive_until: Time (the caller's clock) until which there is evidence of life, or None
             before any.
+        period: The expiry the device's last live (not retained) MQTT 5 heartbeat announced:
+            how long its other messages count, or None (then ``stale_after_s``).
     """
 
     status: str | None = None
     alive_until: float | None = None
+    period: float | None = None
 
     def heard(self, now: float, seconds: float) -> None:
         """Evidence of life valid for ``seconds`` from ``now`` (never shortens what is known)."""
@@ -77,7 +80,12 @@ class Liveness:
             self.alive_until = until
 
     def on_status(
-        self, status: str, now: float, expiry_s: float | None, stale_after_s: float
+        self,
+        status: str,
+        now: float,
+        expiry_s: float | None,
+        stale_after_s: float,
+        retained: bool = False,
     ) -> None:
         """A status message arrived.
 
@@ -86,15 +94,16 @@ class Liveness:
             now: Receipt time.
             expiry_s: Its MQTT 5 message-expiry interval (remaining lifetime), or None.
             stale_after_s: How long evidence without an expiry counts.
+            retained: Whether it came from the retained store (its expiry is then a remainder,
+                not the device's period).
         """
         self.status = status
-        if status != ONLINE:
-            return
-        if expiry_s is not None:
-            # The broker's remaining lifetime is exact: it replaces, not extends, the estimate.
-            self.alive_until = now + max(0.0, expiry_s)
-        else:
-            self.heard(now, stale_after_s)
+        if status == ONLINE:
+            if expiry_s is not None and not retained:
+                self.period = expiry_s
+            # Over MQTT 5 the broker sends the remaining lifetime: an old retained copy counts
+            # for what is left of it, a fresh heartbeat for the whole expiry.
+            self.heard(now, expiry_s if expiry_s is not None else stale_after_s)
 
     def observe(
         self,
@@ -118,9 +127,9 @@ class Liveness:
             expiry_s: Its MQTT 5 message-expiry interval, or None.
         """
         if kind == "status":
-            self.on_status(status or "", now, expiry_s, stale_after_s)
+            self.on_status(status or "", now, expiry_s, stale_after_s, retained)
         elif not retained:
-            self.heard(now, stale_after_s)
+            self.heard(now, self.period if self.period is not None else stale_after_s)
 
     def shown(self, now: float) -> str | None:
         """The status to show: ``stale`` for an ``online`` whose evidence ran out."""

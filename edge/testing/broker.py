@@ -55,6 +55,7 @@ class Mosquitto:
         passwords: dict[str, str] | None = None,
         tls: bool = False,
         persistence: bool = False,
+        autosave_s: int | None = None,
     ) -> None:
         """Prepare config files (the broker starts with :meth:`start`).
 
@@ -64,6 +65,8 @@ class Mosquitto:
             passwords: ``{user: password}``; when given, anonymous clients are refused.
             tls: Listen with TLS using a freshly generated CA and server certificate.
             persistence: Keep retained messages and sessions across stop/start.
+            autosave_s: With persistence, also save every this many seconds (mosquitto's
+                ``autosave_interval``, 1800 by default): what survives a :meth:`kill`.
         """
         binary = find_mosquitto()
         if binary is None:
@@ -94,6 +97,8 @@ class Mosquitto:
             lines.append("user root")
         if persistence:
             lines += ["persistence true", f"persistence_location {self.workdir}/"]
+            if autosave_s is not None:
+                lines.append(f"autosave_interval {int(autosave_s)}")
         if self.passwords:
             pw = self.workdir / "passwd"
             pw.write_text("")
@@ -163,6 +168,14 @@ class Mosquitto:
             proc.kill()
             proc.wait()
 
+    def kill(self) -> None:
+        """SIGKILL the broker (a crash or power cut: no will is sent, nothing more is saved)."""
+        proc, self.proc = self.proc, None
+        if proc is None or proc.poll() is not None:
+            return
+        proc.kill()
+        proc.wait()
+
     def restart(self) -> None:
         """Stop and start again on the same port."""
         self.stop()
@@ -218,8 +231,10 @@ class TcpProxy:
     """A TCP relay between clients and a broker that a test can stall or cut.
 
     ``forward_up`` / ``forward_down`` (client->broker / broker->client) can be switched off to
-    swallow bytes (a black hole: packets "on the wire" never arrive), and :meth:`cut` closes every
-    relayed connection at once (a network drop), while new connections keep working.
+    swallow bytes (a black hole: packets "on the wire" never arrive; a client that closes its
+    end then leaves the broker's end open, as a lost FIN would: a half-open connection), and
+    :meth:`cut` closes every relayed connection at once (a network drop), while new connections
+    keep working. :attr:`client_closes` records when clients closed their end (monotonic).
     """
 
     def __init__(self, target_host: str, target_port: int) -> None:
@@ -229,6 +244,7 @@ class TcpProxy:
         self.port = free_port()
         self.forward_up = True
         self.forward_down = True
+        self.client_closes: list[float] = []
         self._lock = threading.Lock()
         self._conns: list[socket.socket] = []
         self._srv = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -257,6 +273,9 @@ class TcpProxy:
             except OSError:
                 c.close()
                 continue
+            # The timeout was for connecting only: an idle relay must not time out (a recv
+            # timeout read as EOF would close a quiet but healthy connection).
+            u.settimeout(None)
             with self._lock:
                 self._conns += [c, u]
             threading.Thread(target=self._pump, args=(c, u, True), daemon=True).start()
@@ -269,6 +288,12 @@ class TcpProxy:
             except OSError:
                 data = b""
             if not data:
+                if up:
+                    self.client_closes.append(time.monotonic())
+                    if not self.forward_up:
+                        # The FIN is swallowed too: the broker's end stays open (half-open).
+                        src.close()
+                        return
                 for s in (src, dst):
                     try:
                         s.close()
