@@ -1,11 +1,17 @@
 """Long fault, load and soak runs of the edge service (run by hand; results in docs/RELIABILITY.md).
 
-Four modes, each writing ``<out>/faults-<mode>.json`` (and the soak a CSV and a PNG)::
+Five modes, each writing ``<out>/faults-<mode>.json`` (and the soak a CSV and a PNG)::
 
     python bench/faults.py outage   --outage-s 30          # real pipeline, broker down 30 s
     python bench/faults.py overflow --queue-size 5         # same with a tiny queue: counted drops
     python bench/faults.py load     --devices 50 --rate 20 --seconds 60
     python bench/faults.py soak     --minutes 30 --png docs/img/soak.png
+    python bench/faults.py matrix   [--rows sigkill half_open ...]   # the fault matrix
+
+* **matrix**: one row per fault (device SIGKILL/SIGSTOP, device killed during a broker crash,
+  broker restart with/without persistence, broker down at device start, a half-open link, camera
+  loss during an outage) with the real device, broker, dashboard and monitor; events lost, time
+  to reconnect and time until the subscribers show the truth. See ``bench/fault_matrix.py``.
 
 * **outage / overflow**: ``fer-edge run`` (a subprocess, exactly as on a device) on the bundled
   sample video replayed in real time and looped, publishing an ``update`` event per face per frame
@@ -612,7 +618,39 @@ def build_parser() -> argparse.ArgumentParser:
     sk.add_argument("--warmup-s", type=float, default=60.0, help="growth is measured after this")
     sk.add_argument("--png", help="write the curve here (e.g. docs/img/soak.png)")
     sk.add_argument("--no-broker", action="store_true", help="JSONL sink only")
+    mx = sub.add_parser("matrix", help="the fault matrix (bench/fault_matrix.py)")
+    mx.add_argument("--rows", nargs="+", help="rows to run (default: all)")
+    mx.add_argument("--expiry-s", type=int, default=45, help="status_expiry_s = --stale-after-s")
+    mx.add_argument("--keepalive-s", type=int, default=30, help="the device's keepalive_s")
+    mx.add_argument("--fault-s", type=float, default=60.0, help="how long each fault lasts")
+    mx.add_argument("--after-s", type=float, default=10.0, help="running after the fault")
     return p
+
+
+def run_matrix(args: argparse.Namespace) -> dict[str, Any]:
+    """Every requested row of the fault matrix; see bench/fault_matrix.py."""
+    from fault_matrix import ROWS, Params, check_row, run_row
+
+    host = machine()
+    p = Params(
+        expiry_s=args.expiry_s,
+        keepalive_s=args.keepalive_s,
+        fault_s=args.fault_s,
+        after_s=args.after_s,
+    )
+    work = Path(tempfile.mkdtemp(prefix="fer-faults-matrix-"))
+    rows = []
+    for name in args.rows or ROWS:
+        r = run_row(name, p, work / name, args.video, args.model)
+        r["missed"] = check_row(r, p)
+        rows.append(r)
+    return {
+        "mode": "matrix",
+        "machine": host,
+        "params": {"video": str(args.video), "model": str(args.model), **vars(p)},
+        "rows": rows,
+        "ok": all(not r["missed"] for r in rows),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -622,6 +660,8 @@ def main(argv: list[str] | None = None) -> int:
         result = run_outage(args, args.mode)
     elif args.mode == "load":
         result = run_load(args)
+    elif args.mode == "matrix":
+        result = run_matrix(args)
     else:
         result = run_soak(args)
     result["command"] = " ".join(["python", "bench/faults.py", *(argv or sys.argv[1:])])

@@ -19,7 +19,6 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 import pytest
-from broker import Mosquitto, TcpProxy
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
@@ -33,6 +32,7 @@ from edge.publish.config import MqttSinkConfig
 from edge.publish.homeassistant import discovery_configs
 from edge.publish.mqtt import MqttSink
 from edge.publish.registry import parse_sink_config
+from edge.testing.broker import Mosquitto, TcpProxy
 
 MODEL = ModelRef("m", "f" * 64)
 
