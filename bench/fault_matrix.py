@@ -47,6 +47,9 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))
+
+from faults import _toml, jsonl_ids, log  # noqa: E402
 
 from edge.testing.broker import Mosquitto, Subscriber, TcpProxy, free_port  # noqa: E402
 
@@ -86,34 +89,6 @@ class Params:
     reconnect_min_s: float = 1.0
     reconnect_max_s: float = 30.0
     settle_s: float = 90.0
-
-
-def _log(msg: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
-
-
-def _toml(d: dict[str, Any]) -> str:
-    lines: list[str] = []
-    tables: list[str] = []
-    for k, v in d.items():
-        if isinstance(v, dict):
-            tables.append(f"\n[{k}]\n" + _toml(v))
-        elif isinstance(v, list) and v and isinstance(v[0], dict):
-            tables += [f"\n[[{k}]]\n" + _toml(item) for item in v]
-        else:
-            lines.append(f"{k} = {json.dumps(v)}")
-    return "\n".join(lines) + "\n" + "".join(tables)
-
-
-def _ids(path: Path) -> list[str]:
-    out: list[str] = []
-    if path.exists():
-        for line in path.read_text().splitlines():
-            try:
-                out.append(json.loads(line)["event_id"])
-            except (ValueError, KeyError):
-                continue  # a line being written right now
-    return out
 
 
 class Oracle:
@@ -328,7 +303,7 @@ class Row:
     def wait_running(self) -> None:
         """Until events flow, the device is online everywhere, then ``before_s`` more."""
         assert self.proc is not None
-        ok = _wait(lambda: len(_ids(self.jsonl)) >= 10 or self.proc.poll() is not None, 90)
+        ok = _wait(lambda: len(jsonl_ids(self.jsonl)) >= 10 or self.proc.poll() is not None, 90)
         if not ok or self.proc.poll() is not None:
             raise RuntimeError(f"{self.name}: device did not start:\n{self.device_log()}")
         if self.watch.wait_both(lambda s: s == "online", time.monotonic(), 30) is None:
@@ -338,10 +313,11 @@ class Row:
             )
         time.sleep(self.p.before_s)
 
-    def device_log(self) -> str:
-        """The device's stderr."""
+    def device_log(self, full: bool = False) -> str:
+        """The device's stderr (its end only unless ``full``)."""
         try:
-            return (self.work / "device.log").read_text(errors="replace")[-3000:]
+            text = (self.work / "device.log").read_text(errors="replace")
+            return text if full else text[-3000:]
         except OSError:
             return ""
 
@@ -386,9 +362,9 @@ class Row:
 
     def count(self) -> None:
         """Events: produced, delivered, spilled, lost, duplicated (after the oracle drained)."""
-        produced = set(_ids(self.jsonl))
+        produced = set(jsonl_ids(self.jsonl))
         _wait(lambda: set(self.oracle.event_ids()) >= produced, 20)
-        ids = _ids(self.jsonl)
+        ids = jsonl_ids(self.jsonl)
         counts = Counter(ids)
         received = self.oracle.event_ids()
         delivered = set(received)
@@ -447,7 +423,7 @@ def run_row(name: str, p: Params, work: Path, video: Path, model: Path) -> dict[
         autosave_s=1 if name == "kill_in_outage" else None,
     )
     try:
-        _log(f"{name}: start")
+        log(f"{name}: start")
         if name == "broker_down_at_start":
             row.broker.stop()
             row.start_device()
@@ -534,6 +510,8 @@ def run_row(name: str, p: Params, work: Path, video: Path, model: Path) -> dict[
             t_back = time.monotonic()
             row.broker.start()
             row.truth_back(t_back)
+            # The camera really was away: the device failed to open it meanwhile.
+            row.result["camera_open_failures"] = row.device_log(full=True).count("cannot be opened")
         if name not in ("sigkill", "kill_in_outage"):
             time.sleep(p.after_s)
             row.result["exit_code"] = row.stop_device()
@@ -544,7 +522,7 @@ def run_row(name: str, p: Params, work: Path, video: Path, model: Path) -> dict[
         result["params"] = asdict(p)
         if result.get("exit_code") not in (None, 0):
             result["device_log_tail"] = row.device_log()
-        _log(f"{name}: {json.dumps({k: v for k, v in result.items() if k != 'params'})}")
+        log(f"{name}: {json.dumps({k: v for k, v in result.items() if k != 'params'})}")
 
 
 def check_row(r: dict[str, Any], p: Params) -> list[str]:

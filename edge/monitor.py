@@ -89,12 +89,8 @@ class MonitorState:
     ) -> Event | None:
         """Apply one message; return the event if it is a new (not duplicate) event.
 
-        Args:
-            topic: The message's topic.
-            payload: Its payload (untrusted).
-            now: Receipt time (monotonic clock; default: now).
-            retained: Whether it came from the broker's retained store.
-            expiry_s: Its MQTT 5 message-expiry interval (remaining), or None.
+        ``retained`` and ``expiry_s`` (its MQTT 5 message-expiry interval) feed the device's
+        :class:`~edge.liveness.Liveness`; ``now`` is on the monotonic clock.
         """
         now = time.monotonic() if now is None else now
         head = self.prefix + "/"

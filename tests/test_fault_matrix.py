@@ -61,4 +61,4 @@ def test_fault_matrix_row(row: str, model_path: Path, tmp_path: Path) -> None:
     if row == "kill_in_outage":
         assert r["retained_status_after_restart"] == []  # the retained 'online' expired
     if row == "camera_loss_in_outage":
-        assert r["last_stats"]["source_reopens"] or r["last_stats"]["source_reconnects"], r
+        assert r["camera_open_failures"] > 0, r  # the camera really was away meanwhile

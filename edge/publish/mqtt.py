@@ -42,7 +42,9 @@ Half-open links (a Wi-Fi link that vanishes without a FIN): paho alone notices t
 up to two keepalive periods. Each heartbeat is a QoS-1 publish, so it doubles as a probe: when
 one is not acknowledged within ``keepalive_s``/2 the sink closes the socket itself, paho
 reconnects and re-sends what was in flight. A dead link is thus noticed at most ``keepalive_s``
-(plus one worker tick) after it died; stats count it in ``half_open``.
+(plus one worker tick) after it died; stats count it in ``half_open``. Likewise a connection
+attempt whose CONNACK does not come within ``keepalive_s``/2 (its CONNECT vanished into the same
+dead link) is abandoned and retried, instead of waiting a whole keepalive for paho to give up.
 """
 
 from __future__ import annotations
@@ -209,6 +211,8 @@ class MqttSink(Sink):
         self._next_heartbeat = 0.0
         # (mid, monotonic send time) of the heartbeat not yet acknowledged by the broker.
         self._probe: tuple[int, float] | None = None
+        # (socket, monotonic time first seen) of a connection still waiting for its CONNACK.
+        self._handshake: tuple[object, float] | None = None
         self.topic_state = f"{cfg.topic_prefix}/{device_id}/state"
         self._state_payload: str | None = None  # newest state, re-sent on reconnect
         self._discovery: Discovery | None = None
@@ -469,9 +473,13 @@ class MqttSink(Sink):
     def _heartbeat(self) -> None:
         """Refresh the retained ``online`` and state; treat an unanswered one as a dead link."""
         client = self._client
-        if client is None or not self._connected.is_set() or self._closing:
+        if client is None or self._closing:
             return
         now = time.monotonic()
+        if not self._connected.is_set():
+            self._check_handshake(client, now)
+            return
+        self._handshake = None
         probe = self._probe
         if probe is not None and now - probe[1] > self.cfg.keepalive_s / 2:
             self._probe = None
@@ -482,13 +490,7 @@ class MqttSink(Sink):
                 self.cfg.safe_url(),
                 now - probe[1],
             )
-            sock = client.socket()
-            if isinstance(sock, socket.socket):  # ssl.SSLSocket is one too
-                try:
-                    # paho then sees the connection lost and reconnects with backoff.
-                    sock.shutdown(socket.SHUT_RDWR)
-                except OSError as e:
-                    log.debug("mqtt: shutdown of a dead socket: %s", e)
+            self._drop_socket(client)
             return
         if now < self._next_heartbeat:
             return
@@ -501,6 +503,35 @@ class MqttSink(Sink):
                 self.topic_state, state, qos=1, retain=True, properties=self._expiry_props()
             )
         self._heartbeats += 1
+
+    def _check_handshake(self, client: mqtt.Client, now: float) -> None:
+        """Abandon a TCP connection whose CONNACK has not come within ``keepalive_s``/2."""
+        sock = client.socket()
+        if sock is None or self.fatal_error is not None:
+            self._handshake = None
+            return
+        if self._handshake is None or self._handshake[0] is not sock:
+            self._handshake = (sock, now)
+            return
+        waited = now - self._handshake[1]
+        if waited > self.cfg.keepalive_s / 2:
+            self._handshake = None
+            log.warning(
+                "mqtt: no CONNACK from %s for %.1f s: dropping the attempt and retrying",
+                self.cfg.safe_url(),
+                waited,
+            )
+            self._drop_socket(client)
+
+    @staticmethod
+    def _drop_socket(client: mqtt.Client) -> None:
+        """Shut the socket down under paho: it sees the connection lost and reconnects."""
+        sock = client.socket()
+        if isinstance(sock, socket.socket):  # ssl.SSLSocket is one too
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError as e:
+                log.debug("mqtt: shutdown of a dead socket: %s", e)
 
     def _send_online(self, client: mqtt.Client) -> None:
         """Publish the retained ``online`` (with its expiry) and remember it as the probe."""
