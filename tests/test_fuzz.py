@@ -32,6 +32,7 @@ _KEYS = [
     "min_face", "detect_every", "roi_scale", "cascade", "model", "num_threads", "url",
     "username", "password", "password_file", "password_env", "qos", "queue_size", "tls_insecure",
     "topic_prefix", "reconnect_min_s", "reconnect_max_s", "protocol", "fsync_every", "ca_file",
+    "status_expiry_s", "keepalive_s",
     "alpha", "min_hits", "iou_threshold",
 ]  # fmt: skip
 _TYPES = ["file", "opencv", "picamera2", "haar", "yunet", "mqtt", "jsonl", "stdout", "usb", ""]
@@ -223,6 +224,14 @@ def _cli_cases(tmp: Path) -> list[tuple[str, list[str]]]:
         ("validate-config: binary", ["validate-config", str(binary)]),
         ("monitor: bad url", ["monitor", "--mqtt-url", "nope://x"]),
         ("dashboard: bad port", ["dashboard", "--mqtt-url", "mqtt://h", "--port", "0"]),
+        (
+            "monitor: negative staleness",
+            ["monitor", "--mqtt-url", "mqtt://h", "--stale-after-s", "-1"],
+        ),
+        (
+            "dashboard: NaN staleness",
+            ["dashboard", "--mqtt-url", "mqtt://h", "--stale-after-s", "nan"],
+        ),
         ("argparse: unknown flag", ["run", "--frobnicate"]),
         ("argparse: not a number", ["run", "--max-frames", "many"]),
         ("argparse: no command", []),

@@ -168,6 +168,9 @@ def test_home_assistant_sensors_expire_and_config_is_validated() -> None:
         expire_after=45,
     )
     assert {c["expire_after"] for c in cfgs.values()} == {45}
+    sink = MqttSink(MqttSinkConfig(status_expiry_s=20), "cam")  # not opened: nothing connects
+    assert sink._discovery is not None and sink._discovery.expire_after == 20
+    assert sink.heartbeat_s == 20 / 3
     for bad in (0, 2, 86401, "soon"):
         with pytest.raises(ConfigError, match="status_expiry_s"):
             parse_sink_config({"type": "mqtt", "status_expiry_s": bad})

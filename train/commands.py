@@ -64,7 +64,12 @@ def add_train_parser(sub: Any) -> None:
         "W <= 0.5 keeps the FER2013 label the argmax)",
     )
     t.add_argument("--classes", help="comma-separated class subset, e.g. angry,happy,neutral,sad")
-    t.add_argument("--folds", type=int, help="K-fold cross-validation inside Training (seed 003)")
+    t.add_argument(
+        "--folds",
+        type=int,
+        help="K-fold cross-validation inside Training (seed 003); each exact-duplicate group "
+        "and CK+ subject stays inside one fold",
+    )
     t.add_argument(
         "--protocol",
         default="leak-free",
