@@ -38,13 +38,8 @@ the client disconnects cleanly (so the broker discards the Last Will); events th
 delivered are returned by :meth:`MqttSink.drain_undelivered` so the caller can write them to a
 JSONL file instead of losing them.
 
-Half-open links (a Wi-Fi link that vanishes without a FIN): paho alone notices them only after
-up to two keepalive periods. Each heartbeat is a QoS-1 publish, so it doubles as a probe: when
-one is not acknowledged within ``keepalive_s``/2 the sink closes the socket itself, paho
-reconnects and re-sends what was in flight. A dead link is thus noticed at most ``keepalive_s``
-(plus one worker tick) after it died; stats count it in ``half_open``. Likewise a connection
-attempt whose CONNACK does not come within ``keepalive_s``/2 (its CONNECT vanished into the same
-dead link) is abandoned and retried, instead of waiting a whole keepalive for paho to give up.
+Heartbeat and dead-link detection (half-open connections): ``edge/publish/heartbeat.py``;
+stats count them in ``heartbeats`` and ``half_open``.
 """
 
 from __future__ import annotations
@@ -52,7 +47,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import socket
 import ssl
 import threading
 import time
@@ -61,19 +55,18 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
 
 from edge.errors import ConfigError, PublishError
 from edge.events import Event
-from edge.liveness import heartbeat_interval
+from edge.liveness import ONLINE
 from edge.publish.base import Sink
 from edge.publish.config import MqttSinkConfig, parse_mqtt_url
+from edge.publish.heartbeat import Heartbeat
 from edge.publish.homeassistant import Discovery
 
 log = logging.getLogger(__name__)
 
-STATUS_ONLINE = "online"
+STATUS_ONLINE = ONLINE
 STATUS_OFFLINE = "offline"
 STATUS_STOPPED = "stopped"
 
@@ -205,16 +198,10 @@ class MqttSink(Sink):
         self._connect_failures = 0
         self._failures_since_connect = 0
         self._stats_published = 0
-        self._heartbeats = 0
-        self._half_open = 0
-        self.heartbeat_s = heartbeat_interval(cfg.status_expiry_s, cfg.keepalive_s)
-        self._next_heartbeat = 0.0
-        # (mid, monotonic send time) of the heartbeat not yet acknowledged by the broker.
-        self._probe: tuple[int, float] | None = None
-        # (socket, monotonic time first seen) of a connection still waiting for its CONNACK.
-        self._handshake: tuple[object, float] | None = None
         self.topic_state = f"{cfg.topic_prefix}/{device_id}/state"
         self._state_payload: str | None = None  # newest state, re-sent on reconnect
+        self._heartbeat = Heartbeat(cfg, self.topic_status, self.topic_state, self._newest_state)
+        self.heartbeat_s = self._heartbeat.interval_s
         self._discovery: Discovery | None = None
         if cfg.homeassistant:
             self._discovery = Discovery(
@@ -348,13 +335,9 @@ class MqttSink(Sink):
         """Home Assistant discovery configs: retained, QoS 1, never expiring."""
         self._publish_retained(topic, payload)
 
-    def _expiry_props(self) -> Properties | None:
-        """MQTT 5 properties giving a message ``status_expiry_s`` to live (None over 3.1.1)."""
-        if self.cfg.protocol != "5":
-            return None
-        props = Properties(PacketTypes.PUBLISH)
-        props.MessageExpiryInterval = self.cfg.status_expiry_s
-        return props
+    def _newest_state(self) -> str | None:
+        with self._lock:
+            return self._state_payload
 
     def _publish_retained(
         self, topic: str, payload: str, expire: bool = False
@@ -362,7 +345,7 @@ class MqttSink(Sink):
         client = self._client
         if client is None:
             return None
-        props = self._expiry_props() if expire else None
+        props = self._heartbeat.props() if expire else None
         return client.publish(topic, payload, qos=1, retain=True, properties=props)
 
     def stats(self) -> dict[str, Any]:
@@ -371,7 +354,8 @@ class MqttSink(Sink):
         Keys: ``connected``, ``url`` (password masked), ``queue_depth`` (queued + in flight),
         ``queued``, ``inflight``, ``published`` (acknowledged events), ``dropped`` (oldest events
         dropped on overflow), ``reconnects`` (successful connects after the first),
-        ``connect_failures``, ``error`` (why the broker refused us for good, or None).
+        ``connect_failures``, ``heartbeats`` (``online`` refreshes sent), ``half_open`` (dead
+        connections dropped), ``error`` (why the broker refused us for good, or None).
         """
         with self._lock:
             queued, inflight = len(self._pending), len(self._inflight)
@@ -386,8 +370,8 @@ class MqttSink(Sink):
             "dropped": dropped,
             "reconnects": max(0, self._connects - 1),
             "connect_failures": self._connect_failures,
-            "heartbeats": self._heartbeats,
-            "half_open": self._half_open,
+            "heartbeats": self._heartbeat.beats,
+            "half_open": self._heartbeat.half_open,
             "error": str(self.fatal_error) if self.fatal_error else None,
         }
 
@@ -467,79 +451,13 @@ class MqttSink(Sink):
         while not self._stop.is_set():
             self._wake.wait(0.5)
             self._wake.clear()
-            self._heartbeat()
+            self._beat()
             self._pump()
 
-    def _heartbeat(self) -> None:
-        """Refresh the retained ``online`` and state; treat an unanswered one as a dead link."""
+    def _beat(self) -> None:
         client = self._client
-        if client is None or self._closing:
-            return
-        now = time.monotonic()
-        if not self._connected.is_set():
-            self._check_handshake(client, now)
-            return
-        self._handshake = None
-        probe = self._probe
-        if probe is not None and now - probe[1] > self.cfg.keepalive_s / 2:
-            self._probe = None
-            self._half_open += 1
-            log.warning(
-                "mqtt: no acknowledgement from %s for %.1f s: the link is dead (half-open); "
-                "reconnecting, events are kept",
-                self.cfg.safe_url(),
-                now - probe[1],
-            )
-            self._drop_socket(client)
-            return
-        if now < self._next_heartbeat:
-            return
-        self._next_heartbeat = now + self.heartbeat_s
-        self._send_online(client)
-        with self._lock:
-            state = self._state_payload
-        if state is not None:
-            client.publish(
-                self.topic_state, state, qos=1, retain=True, properties=self._expiry_props()
-            )
-        self._heartbeats += 1
-
-    def _check_handshake(self, client: mqtt.Client, now: float) -> None:
-        """Abandon a TCP connection whose CONNACK has not come within ``keepalive_s``/2."""
-        sock = client.socket()
-        if sock is None or self.fatal_error is not None:
-            self._handshake = None
-            return
-        if self._handshake is None or self._handshake[0] is not sock:
-            self._handshake = (sock, now)
-            return
-        waited = now - self._handshake[1]
-        if waited > self.cfg.keepalive_s / 2:
-            self._handshake = None
-            log.warning(
-                "mqtt: no CONNACK from %s for %.1f s: dropping the attempt and retrying",
-                self.cfg.safe_url(),
-                waited,
-            )
-            self._drop_socket(client)
-
-    @staticmethod
-    def _drop_socket(client: mqtt.Client) -> None:
-        """Shut the socket down under paho: it sees the connection lost and reconnects."""
-        sock = client.socket()
-        if isinstance(sock, socket.socket):  # ssl.SSLSocket is one too
-            try:
-                sock.shutdown(socket.SHUT_RDWR)
-            except OSError as e:
-                log.debug("mqtt: shutdown of a dead socket: %s", e)
-
-    def _send_online(self, client: mqtt.Client) -> None:
-        """Publish the retained ``online`` (with its expiry) and remember it as the probe."""
-        info = client.publish(
-            self.topic_status, STATUS_ONLINE, qos=1, retain=True, properties=self._expiry_props()
-        )
-        if info.rc == MQTTErrorCode.MQTT_ERR_SUCCESS and self._probe is None:
-            self._probe = (info.mid, time.monotonic())
+        if client is not None and not self._closing and self.fatal_error is None:
+            self._heartbeat.tick(client, self._connected.is_set())
 
     def _reap(self) -> None:
         with self._lock:
@@ -616,9 +534,7 @@ class MqttSink(Sink):
                 self._failures_since_connect,
             )
         self._failures_since_connect = 0
-        self._probe = None
-        self._next_heartbeat = time.monotonic() + self.heartbeat_s
-        self._send_online(client)
+        self._heartbeat.on_connect(client)
         self._connected.set()
         # After _connected: a set_model_info() racing with this connect then publishes itself.
         self._announce(client)
@@ -661,7 +577,7 @@ class MqttSink(Sink):
             state = self._state_payload
         if state is not None:
             client.publish(
-                self.topic_state, state, qos=1, retain=True, properties=self._expiry_props()
+                self.topic_state, state, qos=1, retain=True, properties=self._heartbeat.props()
             )
         if self._discovery is not None:
             client.subscribe(self._discovery.birth_topic, qos=1)
@@ -675,7 +591,5 @@ class MqttSink(Sink):
         self, client: mqtt.Client, userdata: Any, mid: int, reason_code: Any, properties: Any
     ) -> None:
         # Called under paho's message lock: only signal, the worker does the bookkeeping.
-        probe = self._probe
-        if probe is not None and probe[0] == mid:
-            self._probe = None  # the broker answered: the link is alive
+        self._heartbeat.on_ack(mid)
         self._wake.set()
