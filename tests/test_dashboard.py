@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import os
 import shutil
@@ -30,7 +31,7 @@ from edge.contract import FER2013_LABELS
 from edge.errors import ConfigError
 from edge.events import Event, ModelRef
 from edge.state import build_state
-from edge.testing.broker import Mosquitto, free_port
+from edge.testing.broker import Mosquitto, TcpProxy, free_port
 
 aiohttp = pytest.importorskip("aiohttp", reason="the dashboard extra (aiohttp) is not installed")
 
@@ -280,12 +281,18 @@ class Chromium:
 @pytest.fixture
 def dashboard_proc(mosquitto: Mosquitto, tmp_path: Path) -> Iterator[tuple[str, str]]:
     """``fer-edge dashboard`` as a subprocess on a free port; yields (base URL, prefix)."""
+    with _dashboard(mosquitto, tmp_path) as out:
+        yield out
+
+
+@contextlib.contextmanager
+def _dashboard(mosquitto: Mosquitto, tmp_path: Path, *extra: str) -> Iterator[tuple[str, str]]:
     prefix = f"dash{uuid.uuid4().hex[:8]}"
     port = free_port()
     log = (tmp_path / "dashboard.log").open("wb")
     proc = subprocess.Popen(
         [sys.executable, "-m", "edge", "dashboard", "--mqtt-url", mosquitto.url,
-         "--port", str(port), "--prefix", prefix, "--history-min", "0.5"],
+         "--port", str(port), "--prefix", prefix, "--history-min", "0.5", *extra],
         cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
     )  # fmt: skip
     base = f"http://127.0.0.1:{port}"
@@ -443,3 +450,55 @@ def test_cli_refuses_exposed_bind_and_names_the_missing_extra() -> None:
     proc = _cli(["dashboard", "--mqtt-url", url], pre="sys.modules['aiohttp'] = None; ")
     assert proc.returncode == 2, proc.stderr
     assert "pip install 'fer-edge[dashboard]'" in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.broker
+@pytest.mark.slow
+def test_browser_shows_a_silent_device_as_stale(mosquitto: Mosquitto, tmp_path: Path) -> None:
+    """A device behind a link that goes silent (no FIN, no will yet) turns 'stale' in the page
+    within its 3 s status expiry, without any message arriving."""
+    if CHROMIUM is None:
+        pytest.skip("chromium is not installed (apt-get install -y chromium)")
+    from edge.publish.config import MqttSinkConfig
+    from edge.publish.mqtt import MqttSink
+
+    proxy = TcpProxy(mosquitto.host, mosquitto.port)
+    with _dashboard(mosquitto, tmp_path, "--stale-after-s", "30") as (base, prefix):
+        cfg = MqttSinkConfig(
+            url=proxy.url, topic_prefix=prefix, homeassistant=False, status_expiry_s=3,
+            keepalive_s=30,
+        )  # fmt: skip
+        dev = MqttSink(cfg, "quiet-cam")
+        dev.open()
+        assert dev.wait_connected(10)
+        dev.publish_event(ev("quiet-cam", 1, "start", "happy", 0.8))
+        chrome = Chromium(tmp_path)
+
+        async def drive() -> float:
+            async with aiohttp.ClientSession() as session:
+                async with session.ws_connect(chrome.page_ws(), max_msg_size=0) as ws:
+                    await chrome.call(ws, "Page.enable")
+                    await chrome.call(ws, "Page.navigate", url=base + "/")
+                    card = "document.querySelector('section.device[data-device=\"quiet-cam\"]')"
+                    status = f"{card}.querySelector('.status')"
+                    await chrome.wait_js(
+                        ws, f"{card} !== null && {status}.textContent === 'online'"
+                    )
+                    await chrome.wait_js(ws, f"{card}.querySelectorAll('tr.face').length === 1")
+                    proxy.forward_up = proxy.forward_down = False
+                    silent = time.monotonic()
+                    await chrome.wait_js(ws, f"{status}.textContent === 'stale'", timeout=6)
+                    took = time.monotonic() - silent
+                    assert await chrome.js(ws, f"{status}.classList.contains('stale')")
+                    assert await chrome.js(ws, f"{card}.querySelectorAll('tr.face').length") == 0
+                    summary = "document.getElementById('summary').textContent"
+                    assert await chrome.js(ws, summary) == "1 device, 0 online"
+                    return took
+
+        try:
+            took = asyncio.run(drive())
+        finally:
+            chrome.close()
+            dev.close(1)
+            proxy.close()
+    assert took <= 3 + 1.5, took

@@ -154,11 +154,15 @@ function render() {
     if (old) old.replaceWith(card); else prev.after(card);
     prev = card;
   }
-  const now = serverNow();
-  const online = ids.filter((id) => shownStatus(state.devices.get(id), now) === "online").length;
-  document.getElementById("summary").textContent =
-    ids.length + " device" + (ids.length === 1 ? "" : "s") + ", " + online + " online";
   tick();
+}
+
+// "N devices, M online": after every update and every tick (a device can go stale silently).
+function renderSummary(now) {
+  const devs = [...state.devices.values()];
+  const online = devs.filter((d) => shownStatus(d, now) === "online").length;
+  document.getElementById("summary").textContent =
+    devs.length + " device" + (devs.length === 1 ? "" : "s") + ", " + online + " online";
 }
 
 function renderDeviceOnly(dev) {
@@ -170,6 +174,7 @@ function renderDeviceOnly(dev) {
   old.replaceWith(card);
   drawChart(card.querySelector("canvas"), dev, serverNow());
   updateSeen(card, serverNow());
+  renderSummary(serverNow());
 }
 
 // ---------------------------------------------------------------- chart
@@ -236,6 +241,7 @@ function tick() {
       st.className = "status " + statusClass(shown);
     }
   }
+  renderSummary(now);
 }
 
 // ---------------------------------------------------------------- data
