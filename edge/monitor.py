@@ -270,7 +270,7 @@ def run_monitor(
         ConfigError: for a malformed URL or unreadable credentials.
         PublishError: if the broker refuses the login (retrying cannot help).
     """
-    from edge.publish.mqtt import FATAL_CONNACK, make_client
+    from edge.publish.client import FATAL_CONNACK, make_client
 
     stream = out if out is not None else sys.stdout
     redraw = tty if tty is not None else bool(getattr(stream, "isatty", lambda: False)())

@@ -281,7 +281,7 @@ class Dashboard:
             self._mqtt.loop_stop()
 
     def _start_mqtt(self) -> None:
-        from edge.publish.mqtt import FATAL_CONNACK, make_client
+        from edge.publish.client import FATAL_CONNACK, make_client
 
         client, host, port, _ = make_client(self.mqtt_cfg, self.client_id)
         loop = self._loop

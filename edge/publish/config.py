@@ -139,6 +139,19 @@ class MqttSinkConfig(_Base):
         "stale by monitor, dashboard and Home Assistant at most this long after its last "
         "heartbeat.",
     )
+    spool_dir: Path | None = Field(
+        None,
+        description="Folder of a write-ahead file of undelivered events (e.g. "
+        "/var/lib/fer-edge/spool, the service's writable folder): every event is appended "
+        "before it is queued, and the next start re-sends those the broker never acknowledged, "
+        "so a device killed outright (SIGKILL, OOM, watchdog reset) during a broker outage "
+        "loses none. Files are emptied whenever nothing is pending. None: queue in memory only.",
+    )
+    spool_fsync: bool = Field(
+        False,
+        description="Also fsync the spool after every write: survives a power cut, at the cost "
+        "of SD-card wear (without it a process crash loses nothing, a power cut may).",
+    )
     homeassistant: bool = Field(
         True,
         description="Publish Home Assistant MQTT discovery configs (retained) so the device "

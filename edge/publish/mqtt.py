@@ -36,7 +36,8 @@ sets :attr:`MqttSink.fatal_error`, which :meth:`MqttSink.check` and
 On :meth:`MqttSink.close` the queue is flushed within the timeout, ``stopped`` is published and
 the client disconnects cleanly (so the broker discards the Last Will); events that could not be
 delivered are returned by :meth:`MqttSink.drain_undelivered` so the caller can write them to a
-JSONL file instead of losing them.
+JSONL file instead of losing them. With ``spool_dir`` the queue is also written ahead to disk
+(``edge/publish/spool.py``) and re-sent after a crash.
 
 Heartbeat and dead-link detection (half-open connections): ``edge/publish/heartbeat.py``;
 stats count them in ``heartbeats`` and ``half_open``.
@@ -47,39 +48,29 @@ from __future__ import annotations
 import json
 import logging
 import math
-import ssl
 import threading
 import time
 from collections import deque
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+from paho.mqtt.enums import MQTTErrorCode
 
 from edge.errors import ConfigError, PublishError
 from edge.events import Event
 from edge.liveness import ONLINE
 from edge.publish.base import Sink
-from edge.publish.config import MqttSinkConfig, parse_mqtt_url
+from edge.publish.client import FATAL_CONNACK, make_client
+from edge.publish.config import MqttSinkConfig
 from edge.publish.heartbeat import Heartbeat
 from edge.publish.homeassistant import Discovery
+from edge.publish.spool import Spool
 
 log = logging.getLogger(__name__)
 
 STATUS_ONLINE = ONLINE
 STATUS_OFFLINE = "offline"
 STATUS_STOPPED = "stopped"
-
-# CONNACK reason codes (MQTT 5 numbering; paho maps 3.1.1 return codes onto them) after which
-# retrying with the same settings cannot succeed: protocol, client id, credentials, auth.
-FATAL_CONNACK = {
-    132: "unsupported protocol version (for a broker that speaks only MQTT 3.1.1 set "
-    'protocol = "3.1.1")',
-    133: "client identifier not valid",
-    134: "bad user name or password",
-    135: "not authorized",
-    140: "bad authentication method",
-}
 
 
 def check_topic_part(name: str, value: str) -> str:
@@ -96,51 +87,6 @@ def check_topic_part(name: str, value: str) -> str:
 def topics(prefix: str, device_id: str) -> dict[str, str]:
     """The three topics of one device: ``events``, ``status`` and ``stats``."""
     return {k: f"{prefix}/{device_id}/{k}" for k in ("events", "status", "stats")}
-
-
-def make_client(cfg: MqttSinkConfig, client_id: str) -> tuple[mqtt.Client, str, int, str | None]:
-    """Create a paho client with TLS and credentials from ``cfg`` (not yet connected).
-
-    Returns:
-        (client, host, port, username).
-
-    Raises:
-        ConfigError: if the password file cannot be read.
-        PublishError: if TLS files cannot be loaded.
-    """
-    _, host, port, _, _ = parse_mqtt_url(cfg.url)
-    protocol = mqtt.MQTTv5 if cfg.protocol == "5" else mqtt.MQTTv311
-    client = mqtt.Client(
-        CallbackAPIVersion.VERSION2,
-        client_id=client_id,
-        protocol=protocol,
-        # MQTT 5 uses clean_start on connect instead; 3.1.1 needs a clean session so a device
-        # that restarts does not inherit a backlog meant for a previous incarnation.
-        clean_session=None if protocol == mqtt.MQTTv5 else True,
-    )
-    username = cfg.resolve_username()
-    password = cfg.resolve_password()
-    if username is not None or password is not None:
-        client.username_pw_set(username or "", password)
-    if cfg.tls:
-        try:
-            client.tls_set(
-                ca_certs=str(cfg.ca_file) if cfg.ca_file else None,
-                certfile=str(cfg.cert_file) if cfg.cert_file else None,
-                keyfile=str(cfg.key_file) if cfg.key_file else None,
-                cert_reqs=ssl.CERT_REQUIRED,
-            )
-        except (OSError, ssl.SSLError) as e:
-            raise PublishError(
-                f"mqtt TLS setup failed (ca_file={cfg.ca_file}, cert_file={cfg.cert_file}, "
-                f"key_file={cfg.key_file}): {e}"
-            ) from None
-        if cfg.tls_insecure:
-            client.tls_insecure_set(True)
-    elif cfg.ca_file or cfg.cert_file:
-        log.warning("mqtt: ca_file/cert_file are ignored for %s (use mqtts://)", cfg.safe_url())
-    client.reconnect_delay_set(cfg.reconnect_min_s, cfg.reconnect_max_s)  # type: ignore[arg-type]
-    return client, host, port, username
 
 
 def _jsonable(value: Any) -> Any:
@@ -201,6 +147,9 @@ class MqttSink(Sink):
         self.topic_state = f"{cfg.topic_prefix}/{device_id}/state"
         self._state_payload: str | None = None  # newest state, re-sent on reconnect
         self._heartbeat = Heartbeat(cfg, self.topic_status, self.topic_state, self._newest_state)
+        self._spool = (
+            Spool(cfg.spool_dir, self.client_id, cfg.spool_fsync) if cfg.spool_dir else None
+        )
         self.heartbeat_s = self._heartbeat.interval_s
         self._discovery: Discovery | None = None
         if cfg.homeassistant:
@@ -231,6 +180,8 @@ class MqttSink(Sink):
         if self._client is not None:
             return
         client, host, port, username = make_client(self.cfg, self.client_id)
+        if self._spool is not None:
+            self._requeue(self._spool.load())
         self._username = username
         client.max_inflight_messages_set(self.cfg.max_inflight)
         client.will_set(self.topic_status, STATUS_OFFLINE, qos=1, retain=True)
@@ -250,6 +201,23 @@ class MqttSink(Sink):
         client.loop_start()
         self._worker = threading.Thread(target=self._run, name="mqtt-sink", daemon=True)
         self._worker.start()
+
+    def _requeue(self, spooled: list[Event]) -> None:
+        """Put events a previous run spooled but never delivered before everything else."""
+        if not spooled:
+            return
+        with self._lock:
+            self._pending.extendleft(reversed(spooled))
+            excess = len(self._pending) - self.cfg.queue_size
+            gone = [self._pending.popleft() for _ in range(max(0, excess))]
+            self._dropped += len(gone)
+            if self._spool is not None:
+                self._spool.done(ev.event_id for ev in gone)
+        log.warning(
+            "mqtt: re-queued %d events a previous run spooled in %s but never delivered",
+            len(spooled) - len(gone),
+            self.cfg.spool_dir,
+        )
 
     def wait_connected(self, timeout: float) -> bool:
         """Wait up to ``timeout`` s for the first connection (e.g. before telling systemd READY).
@@ -286,10 +254,14 @@ class MqttSink(Sink):
         with self._lock:
             if self._closing:
                 raise PublishError(f"mqtt sink {self.cfg.safe_url()} is closed")
+            if self._spool is not None:
+                self._spool.add(event)
             if len(self._pending) >= self.cfg.queue_size:
-                self._pending.popleft()
+                gone = self._pending.popleft()
                 self._dropped += 1
                 dropped = self._dropped
+                if self._spool is not None:
+                    self._spool.done([gone.event_id])
             else:
                 dropped = 0
             self._pending.append(event)
@@ -393,6 +365,8 @@ class MqttSink(Sink):
                 self._undelivered = list(self._pending)
                 self._pending.clear()
             self._closed = True
+            if self._spool is not None:
+                self._spool.close()
             return
         start = time.monotonic()
         # Keep a slice of the budget for the 'stopped' message and the disconnect.
@@ -424,6 +398,9 @@ class MqttSink(Sink):
             self._inflight.clear()
             self._pending.clear()
             n = len(self._undelivered)
+            if self._spool is not None:
+                self._settle_spool()
+                self._spool.close()  # what is left is re-sent by the next start
         self._closed = True
         if n:
             log.warning(
@@ -465,7 +442,20 @@ class MqttSink(Sink):
                 return
             keep = [(ev, info) for ev, info in self._inflight if not info.is_published()]
             self._published += len(self._inflight) - len(keep)
+            if self._spool is not None and len(keep) < len(self._inflight):
+                self._spool.done(ev.event_id for ev, info in self._inflight if info.is_published())
             self._inflight = keep
+            self._settle_spool()
+
+    def _settle_spool(self) -> None:
+        """Empty the spool when nothing is pending (caller holds the lock)."""
+        spool = self._spool
+        if spool is None:
+            return
+        if not self._pending and not self._inflight:
+            spool.settle([])
+        elif spool.large:
+            spool.settle([ev for ev, _ in self._inflight] + list(self._pending))
 
     def _pump(self) -> None:
         client = self._client
@@ -484,6 +474,8 @@ class MqttSink(Sink):
             with self._lock:
                 if info.rc == MQTTErrorCode.MQTT_ERR_SUCCESS and qos == 0:
                     self._published += 1  # QoS 0 is fire-and-forget: no acknowledgement comes.
+                    if self._spool is not None:
+                        self._spool.done([event.event_id])
                 elif qos > 0 and info.rc in (
                     MQTTErrorCode.MQTT_ERR_SUCCESS,
                     MQTTErrorCode.MQTT_ERR_NO_CONN,
