@@ -145,7 +145,8 @@ class MqttSinkConfig(_Base):
         "/var/lib/fer-edge/spool, the service's writable folder): every event is appended "
         "before it is queued, and the next start re-sends those the broker never acknowledged, "
         "so a device killed outright (SIGKILL, OOM, watchdog reset) during a broker outage "
-        "loses none. Files are emptied whenever nothing is pending. None: queue in memory only.",
+        "loses none. Files are emptied when nothing is pending (after every 1000 delivered "
+        "events). None: queue in memory only.",
     )
     spool_fsync: bool = Field(
         False,

@@ -9,9 +9,9 @@ the next start re-queues, oldest first, every spooled event that is not done, so
 delivered at least once across crashes (subscribers de-duplicate by ``event_id``).
 
 Both files are flushed after every write (a process crash loses nothing); ``fsync`` also
-survives a power cut at the cost of SD-card wear. They are truncated whenever nothing is pending,
-so they stay small while the broker is reachable, and rewritten when the done file grows large
-during a long outage.
+survives a power cut at the cost of SD-card wear. They are emptied when nothing is pending and
+at least :data:`EMPTY_AFTER` events are done, so they stay small while the broker is reachable,
+and rewritten when the done file grows large during a long outage.
 """
 
 from __future__ import annotations
@@ -27,7 +27,10 @@ from edge.events import Event, EventDecodeError
 
 log = logging.getLogger(__name__)
 
-#: Done ids after which the files are rewritten with only the pending events.
+#: Done ids after which the files are emptied once nothing is pending: a rewrite per batch, not
+#: per event (each rewrite costs a file replace; an SD card wears).
+EMPTY_AFTER = 1_000
+#: Done ids after which the files are rewritten with only the pending events (a long outage).
 COMPACT_AFTER = 50_000
 
 
@@ -96,7 +99,7 @@ class Spool:
 
     def settle(self, pending: list[Event]) -> None:
         """Keep the files small: empty them when nothing is pending, rewrite when large."""
-        if (not pending and self._done_count) or self.large:
+        if (not pending and self._done_count >= EMPTY_AFTER) or self.large:
             try:
                 self._rewrite(pending)
             except OSError as e:
@@ -115,7 +118,8 @@ class Spool:
         with tmp.open("w", encoding="utf-8") as fh:
             fh.writelines(ev.to_json() + "\n" for ev in pending)
             fh.flush()
-            os.fsync(fh.fileno())
+            if self.fsync:
+                os.fsync(fh.fileno())
         # Queue first, then an empty done file: a crash in between only repeats done ids.
         os.replace(tmp, self.queue_path)
         self._done = self.done_path.open("w", encoding="utf-8")
