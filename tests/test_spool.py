@@ -12,12 +12,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from broker import Mosquitto, Subscriber
 
 from edge.events import Event, ModelRef
 from edge.publish.config import MqttSinkConfig
 from edge.publish.mqtt import MqttSink
 from edge.publish.spool import Spool
+from edge.testing.broker import Mosquitto, Subscriber
 
 pytestmark = pytest.mark.broker
 
