@@ -32,7 +32,7 @@ from edge.publish.config import MqttSinkConfig
 from edge.publish.homeassistant import discovery_configs
 from edge.publish.mqtt import MqttSink
 from edge.publish.registry import parse_sink_config
-from edge.testing.broker import Mosquitto, TcpProxy
+from edge.testing.broker import Mosquitto, TcpProxy, free_port
 
 MODEL = ModelRef("m", "f" * 64)
 
@@ -270,8 +270,6 @@ def test_silent_device_is_stale_everywhere_and_half_open_link_is_noticed(
     stale within its 3 s expiry (long before the broker's will at 1.5 x 6 s), the device
     notices the dead link within 1.5 x keepalive, and every event reaches the broker after the
     link returns."""
-    from broker import free_port
-
     from edge.dashboard.server import Dashboard, mqtt_config, run_dashboard
 
     broker = mosquitto_factory()
