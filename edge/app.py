@@ -19,6 +19,7 @@ Lifecycle (what systemd and an operator see):
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import signal
 import threading
@@ -202,6 +203,9 @@ class Pipeline:
         clf = self._classifier or self._load_classifier()
         meta = clf.metadata
         contract = meta.contract
+        if cfg.detector.align != "model":
+            # The device's override of the model's own choice (see DetectorCommon.align).
+            contract = dataclasses.replace(contract, align=cfg.detector.align)
         labels = clf.labels
         model_ref = ModelRef(name=meta.arch, sha256=clf.sha256)
         self.model_name = meta.arch
@@ -361,7 +365,7 @@ class Pipeline:
                 faces_buf = np.empty((len(dets), size, size), np.uint8)
             for d in dets:
                 try:
-                    faces_buf[n] = crop_face(gray, d.bbox, contract)
+                    faces_buf[n] = crop_face(gray, d.bbox, contract, d.eyes)
                 except ValueError as e:  # a box entirely outside the frame
                     log.debug("frame %d: dropping box %s: %s", frame.index, d.bbox, e)
                     continue

@@ -18,7 +18,7 @@ from typing import Any
 
 from edge import __version__
 from edge.atomic import write_json, write_text_atomic
-from edge.errors import ConfigError, FerEdgeError
+from edge.errors import ConfigError, DetectorError, FerEdgeError
 from edge.liveness import DEFAULT_EXPIRY_S
 from edge.redact import redact_secrets
 
@@ -53,6 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         help="int8 .tflite model with fer-edge metadata, or a bundled model name: cnn, cnn_lstm",
     )
+    _add_detector_flag(r)
     r.add_argument("--mqtt-url", help="publish to this broker (mqtt://host:1883, mqtts://...)")
     r.add_argument("--device-id", help="device name in events and topics (default: host name)")
     r.add_argument("--jsonl", type=Path, help="also append events to this JSONL file")
@@ -97,6 +98,18 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _add_detector_flag(p: argparse.ArgumentParser) -> None:
+    """``--detector TYPE``: override ``[detector] type`` (the schedule keys are kept)."""
+    from edge.detect import DETECTORS
+
+    p.add_argument(
+        "--detector",
+        choices=sorted(DETECTORS),
+        help="face detector, overriding the config's [detector] type (its schedule keys are "
+        "kept, keys of another type dropped)",
+    )
+
+
 def _add_bench_parser(sub: Any) -> None:
     """``fer-edge bench`` flags (the benchmark lives in :mod:`edge.bench`)."""
     b = sub.add_parser(
@@ -113,6 +126,7 @@ def _add_bench_parser(sub: Any) -> None:
     b.add_argument("--json", type=Path, help="also write the report as JSON to this file")
     b.add_argument("--model", type=Path, help="int8 .tflite model (default: the bundled one)")
     b.add_argument("--config", type=Path, help="TOML config (detector, model, tracking, sinks)")
+    _add_detector_flag(b)
     b.add_argument(
         "--boxes", type=Path, help="write each frame's face boxes as JSON lines (recall)"
     )
@@ -183,6 +197,8 @@ def run_overrides(args: argparse.Namespace) -> dict[str, Any]:
         o["source"].update({"realtime": args.realtime, "loop": args.loop})
     if args.model is not None:
         o["model"] = _model_override(args.model)
+    if args.detector is not None:
+        o["detector"] = {"type": args.detector}
     if args.device_id is not None:
         o["device_id"] = args.device_id
     sinks: list[dict[str, Any]] = []
@@ -308,8 +324,13 @@ def cmd_validate_config(args: argparse.Namespace) -> int:
         if not model.is_file():
             key = f"model.ensemble[{i}]" if cfg.model.ensemble else "model.path"
             problems.append(f"{key}: model file {model} does not exist")
-    if cfg.detector.type == "yunet" and cfg.detector.model and not cfg.detector.model.is_file():
-        problems.append(f"detector.model: YuNet ONNX file {cfg.detector.model} does not exist")
+    try:
+        # Loads the cascade / ONNX / TFLite file the way `run` does: checksum, shapes and all.
+        from edge.detect import create_detector
+
+        create_detector(cfg.detector)
+    except DetectorError as e:
+        problems.append(f"detector: {e}")
     if cfg.source.type == "file" and not cfg.source.resolved_path().exists():
         problems.append(f"source.path: {cfg.source.resolved_path()} does not exist")
     if problems:
@@ -377,6 +398,8 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         overrides["source"] = source_override(args.source)
     if args.model is not None:
         overrides["model"] = _model_override(args.model)
+    if args.detector is not None:
+        overrides["detector"] = {"type": args.detector}
     cfg = load_config(args.config, overrides)
     report, boxes = bench.run_bench(cfg, args.frames, keep_boxes=args.boxes is not None)
     print(bench.format_report(report))

@@ -30,13 +30,15 @@ import socket
 import sys
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from edge.detect.config import BlazeFaceConfig, DetectorConfig, default_detector_config
+from edge.detect.config import HaarConfig as HaarConfig  # re-exported: the [detector] classes
+from edge.detect.config import YuNetConfig as YuNetConfig
 from edge.errors import ConfigError
 from edge.publish.config import (
-    SINK_CONFIG_MODELS,
     JsonlSinkConfig,
     MqttSinkConfig,
     SinkConfig,
@@ -207,133 +209,7 @@ SourceConfig = Annotated[
 
 
 # ------------------------------------------------------------------------------------- stages
-class DetectorConfig(_Strict):
-    """Face detection."""
-
-    type: Literal["haar", "yunet"] = Field(
-        "haar",
-        description="haar: OpenCV's bundled frontal-face cascade (default); yunet: "
-        "cv2.FaceDetectorYN with the ONNX file given in 'model' (not shipped).",
-    )
-    detect_width: int = Field(
-        320,
-        ge=0,
-        le=4096,
-        description="Frames wider than this are downscaled to this width for detection "
-        "(0: never downscale). Smaller is faster; too small misses small faces.",
-    )
-    min_face: int = Field(
-        40, ge=8, le=4096, description="Smallest face side to detect, in full-frame pixels."
-    )
-    detect_every: int = Field(
-        # Periodic schedule only. 5 keeps detection recall when faces come and go (0.992 on
-        # bench/recall_scene.py's staggered scene); 15 halves the CPU per frame but reports a
-        # newly entering face up to 14 frames late. The motion gate (the default) beats both.
-        5,
-        ge=1,
-        le=1000,
-        description="Periodic schedule (motion_gate = false): while faces are followed, "
-        "full-frame detection runs every N frames (and on the frame after a followed face was "
-        "lost); in between, faces are re-detected only inside an enlarged region around each "
-        "track. With no face followed every frame is a full detection. A new face next to a "
-        "followed one waits up to N frames (1: always full; see docs/PERFORMANCE.md for the "
-        "cost of each choice). With motion_gate = true it only sets the budget of "
-        "motion-triggered searches while faces are followed: at most one frame's area per N "
-        "frames on average.",
-    )
-    motion_gate: bool = Field(
-        # On by default: on bench/recall_scene.py's realistic scenes (noise, exposure drift,
-        # a lamp step, a pan) it keeps or beats the recall of detect_every = 5 with new faces
-        # found in the frame they appear or walk in, at 3.1-3.2 ms/frame on the benchmark
-        # video (7.6 ms for detect_every = 5, same session), and an empty room costs
-        # ~1.1 ms/frame instead of ~11.
-        True,
-        description="Run full-frame detection only where and when the picture changed: a cheap "
-        "motion detector (~0.15 ms) compares each frame with the previous one outside the "
-        "followed faces, and only the moving regions are searched for new faces (a full pass "
-        "when they cover most of the frame), plus a full pass every 'full_every' frames. "
-        "false: the periodic schedule of 'detect_every' (a full pass on every frame while no "
-        "face is followed). See docs/PERFORMANCE.md.",
-    )
-    full_every: int = Field(
-        30,
-        ge=1,
-        le=10000,
-        description="motion_gate: a full-frame pass at least every N frames even without "
-        "motion (a still face whose track was lost, a face turned towards the camera slowly); "
-        "replaces the periodic pass of detect_every.",
-    )
-    motion_width: int = Field(
-        160,
-        ge=32,
-        le=1024,
-        description="motion_gate: width of the downscale the motion detector works on "
-        "(rounded down to a multiple of 4); one pixel there is its spatial tolerance for "
-        "camera shake (4 px at 640 wide).",
-    )
-    motion_threshold: int = Field(
-        16,
-        ge=2,
-        le=255,
-        description="motion_gate: gray-level change, after brightness normalisation, for a "
-        "pixel of the downscale to count as changed (sensor noise there is ~1-2 levels).",
-    )
-    motion_min_area: float = Field(
-        0.002,
-        ge=0.0,
-        le=0.5,
-        description="motion_gate: fraction of the frame that must change (in 16x16-pixel "
-        "blocks at 640 wide, outside the followed faces) before the changed regions are "
-        "searched for faces.",
-    )
-    motion_full_area: float = Field(
-        0.5,
-        gt=0.0,
-        le=1.0,
-        description="motion_gate: when the changed regions, expanded to fit a face, cover this "
-        "fraction of the frame, one full-frame pass runs instead of searching them.",
-    )
-    roi_scale: float = Field(
-        1.6, ge=1.2, le=6.0, description="Re-detection region side as a multiple of the face box."
-    )
-    roi_face_px: int = Field(
-        32,
-        ge=0,
-        le=512,
-        description="Region search: resize the region so the followed face is about this many "
-        "pixels wide (0: use the full-frame downscale). Smaller is cheaper; below 24 the Haar "
-        "window no longer fits.",
-    )
-    num_threads: int = Field(
-        2,
-        ge=0,
-        le=64,
-        description="OpenCV worker threads for detection and resizing (cv2.setNumThreads; 0: "
-        "OpenCV's default, all cores). 2 on a 4-core Pi leaves a core each for capture and "
-        "the MQTT client while spreading a full-frame pass over two cores.",
-    )
-    cascade: str = Field(
-        "haarcascade_frontalface_default.xml",
-        description="haar: cascade file name in OpenCV's data folder, or a path.",
-    )
-    scale_factor: float = Field(
-        1.1, gt=1.0, le=2.0, description="haar: pyramid step (smaller: slower, more recall)."
-    )
-    min_neighbors: int = Field(
-        5, ge=0, le=50, description="haar: overlapping hits required (more: fewer false faces)."
-    )
-    equalize: bool = Field(False, description="haar: histogram-equalize before detecting.")
-    model: Path | None = Field(
-        None, description="yunet: path of the YuNet ONNX file (face_detection_yunet_2023mar.onnx)."
-    )
-    score_threshold: float = Field(0.7, ge=0, le=1, description="yunet: minimum face score.")
-    nms_threshold: float = Field(0.3, ge=0, le=1, description="yunet: NMS IoU threshold.")
-
-    @model_validator(mode="after")
-    def _check_yunet(self) -> DetectorConfig:
-        if self.type == "yunet" and self.model is None:
-            raise ValueError("detector.type 'yunet' needs detector.model (path of the ONNX file)")
-        return self
+# The [detector] table: one class per detector type, next to the detectors (edge/detect/config.py).
 
 
 class ModelConfig(_Strict):
@@ -439,7 +315,10 @@ class EdgeConfig(_Strict):
         default_factory=FileSourceConfig,
         description="Frame source; type is one of file, opencv, picamera2.",
     )
-    detector: DetectorConfig = Field(default_factory=DetectorConfig, description="Face detection.")
+    detector: DetectorConfig = Field(
+        default_factory=default_detector_config,
+        description="Face detection; type is one of haar, yunet, blazeface.",
+    )
     model: ModelConfig = Field(default_factory=ModelConfig, description="Expression classifier.")
     tracking: TrackingConfig = Field(
         default_factory=TrackingConfig, description="Tracking and event generation."
@@ -503,9 +382,13 @@ class EdgeConfig(_Strict):
             else:
                 sinks.append(k.type)
         return (
-            f"device_id={self.device_id} source={s} detector={self.detector.type} "
+            f"device_id={self.device_id} source={s} detector={_detector_name(self.detector)} "
             f"model={self.model.resolved_path()} sinks=[{', '.join(sinks)}]"
         )
+
+
+def _detector_name(det: Any) -> str:
+    return f"blazeface-{det.variant}" if isinstance(det, BlazeFaceConfig) else str(det.type)
 
 
 # ------------------------------------------------------------------------------------- loading
@@ -570,11 +453,36 @@ def merge_overrides(data: dict[str, Any], overrides: dict[str, Any]) -> dict[str
                 out["source"] = {**old, **value}
             else:
                 out["source"] = dict(value)
+        elif key == "detector" and isinstance(value, dict) and "type" in value:
+            out["detector"] = _switch_detector(out.get("detector"), value)
         elif isinstance(value, dict) and isinstance(out.get(key), dict):
             out[key] = merge_overrides(out[key], value)
         else:
             out[key] = value
     return out
+
+
+def _switch_detector(old: Any, new: dict[str, Any]) -> dict[str, Any]:
+    """``--detector TYPE`` over a file's ``[detector]`` table: keep the keys the new type also
+    has (the schedule: motion gate, min_face, ...), drop the old type's own (a Haar cascade
+    means nothing to BlazeFace), with a warning naming them."""
+    if not isinstance(old, dict):
+        return dict(new)
+    from edge.detect.config import DEFAULT_DETECTOR, detector_types
+
+    model = detector_types().get(str(new["type"]))
+    if old.get("type", DEFAULT_DETECTOR) == new["type"] or model is None:
+        return {**old, **new}  # same type (or an unknown one: validation names it)
+    valid = set(model.model_fields)
+    dropped = sorted(k for k in old if k not in valid)
+    if dropped:
+        log.warning(
+            "detector type %r from the command line: ignoring the config file's %s keys %s",
+            new["type"],
+            old.get("type", DEFAULT_DETECTOR),
+            ", ".join(dropped),
+        )
+    return {**{k: v for k, v in old.items() if k in valid}, **new}
 
 
 def validate_config(data: dict[str, Any], source: str = "config") -> EdgeConfig:
@@ -597,14 +505,15 @@ def format_validation_error(err: ValidationError, source: str = "config") -> str
         kind = e["type"]
         if kind == "extra_forbidden":
             valid = _valid_keys(e["loc"][:-1])
+            tag = _union_tag(e["loc"][:-1])
+            what = f"unknown key for type {tag!r}" if tag else "unknown key"
             hint = f"; valid keys: {', '.join(valid)}" if valid else ""
-            lines.append(f"{loc}: unknown key{hint}")
+            lines.append(f"{loc}: {what}{hint}")
         elif kind == "union_tag_invalid":
             ctx = e.get("ctx", {})
-            lines.append(f"{loc}: type {ctx.get('tag')!r} is not one of {ctx.get('expected_tags')}")
+            lines.append(f"{loc}.type: {ctx.get('tag')!r} is not one of {ctx.get('expected_tags')}")
         elif kind == "union_tag_not_found":
-            choices = _SINK_TAGS if "sinks" in e["loc"] else _SOURCE_TAGS
-            lines.append(f"{loc}: missing 'type' key (one of {', '.join(choices)})")
+            lines.append(f"{loc}: missing 'type' key (one of {', '.join(_tag_choices(e['loc']))})")
         elif kind == "literal_error":
             ctx = e.get("ctx", {})
             lines.append(f"{loc}: {e['input']!r} is not one of {ctx.get('expected')}")
@@ -628,8 +537,34 @@ def _short(e: Any) -> bool:
     return len(repr(v)) < 60
 
 
-_SOURCE_TAGS = ("file", "opencv", "picamera2")
-_SINK_TAGS = tuple(sorted(SINK_CONFIG_MODELS))
+def union_members(union: Any) -> dict[str, type[BaseModel]]:
+    """``type`` tag -> model class of a discriminated union such as :data:`SourceConfig`, read
+    off the union itself (so error messages never drift from the real choices)."""
+    args = get_args(union)
+    while args and get_origin(union) is Annotated:  # Annotated[Annotated[A | B, ...], ...]
+        union = args[0]
+        args = get_args(union)
+    out: dict[str, type[BaseModel]] = {}
+    for member in args:
+        (tag,) = get_args(member.model_fields["type"].annotation)
+        out[str(tag)] = member
+    return out
+
+
+class _Tagged:
+    """A union field in the error tables: its members by tag."""
+
+    def __init__(self, union: Any) -> None:
+        self.members = union_members(union)
+
+
+_FIELD_MODELS: dict[tuple[type[BaseModel], str], Any] = {
+    (EdgeConfig, "source"): _Tagged(SourceConfig),
+    (EdgeConfig, "sinks"): _Tagged(SinkConfig),
+    (EdgeConfig, "detector"): _Tagged(DetectorConfig),
+    (EdgeConfig, "model"): ModelConfig,
+    (EdgeConfig, "tracking"): TrackingConfig,
+}
 
 
 def _display_loc(loc: tuple[Any, ...]) -> str:
@@ -640,29 +575,32 @@ def _display_loc(loc: tuple[Any, ...]) -> str:
         if isinstance(part, int):
             parts.append(f"[{part}]")
             continue
-        if model is _TAGGED:
-            model = _TAG_MODELS.get(part)
-            if model is not None:
+        if isinstance(model, _Tagged):
+            member = model.members.get(part)
+            if member is not None:
+                model = member
                 continue  # a union tag, not a key
         parts.append(("." if parts else "") + str(part))
         model = _field_model(model, part)
     return "".join(parts) or "config"
 
 
-_TAGGED = object()
-_TAG_MODELS: dict[str, type[BaseModel]] = {
-    "file": FileSourceConfig,
-    "opencv": OpenCVSourceConfig,
-    "picamera2": Picamera2SourceConfig,
-    **SINK_CONFIG_MODELS,
-}
-_FIELD_MODELS: dict[tuple[type[BaseModel], str], Any] = {
-    (EdgeConfig, "source"): _TAGGED,
-    (EdgeConfig, "sinks"): _TAGGED,
-    (EdgeConfig, "detector"): DetectorConfig,
-    (EdgeConfig, "model"): ModelConfig,
-    (EdgeConfig, "tracking"): TrackingConfig,
-}
+def _tag_choices(loc: tuple[Any, ...]) -> list[str]:
+    """The valid ``type`` values of the union field at ``loc`` (``source``, ``sinks``, ...)."""
+    field = _FIELD_MODELS.get((EdgeConfig, str(loc[0]))) if loc else None
+    return sorted(field.members) if isinstance(field, _Tagged) else []
+
+
+def _union_tag(loc: tuple[Any, ...]) -> str | None:
+    """The union tag inside ``loc`` (``('detector', 'haar', 'model')`` -> ``haar``)."""
+    model: Any = EdgeConfig
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        if isinstance(model, _Tagged):
+            return str(part) if part in model.members else None
+        model = _field_model(model, part)
+    return None
 
 
 def _field_model(model: Any, name: str) -> Any:
@@ -676,8 +614,8 @@ def _valid_keys(loc: tuple[Any, ...]) -> list[str]:
     for part in loc:
         if isinstance(part, int):
             continue
-        if model is _TAGGED:
-            model = _TAG_MODELS.get(part)
+        if isinstance(model, _Tagged):
+            model = model.members.get(part)
             continue
         model = _field_model(model, part)
     if isinstance(model, type) and issubclass(model, BaseModel):

@@ -6,8 +6,10 @@ model and the code that feeds it can never disagree about crop, colour, size, no
 label order.
 
 The contract, in words: a face box from a detector is widened by ``crop_margin`` of its size on
-every side and made square around its centre; the crop is converted to 8-bit grayscale and
-resized to ``size`` x ``size`` with area interpolation. The model receives the raw 0..255 pixel
+every side and made square around its centre; with ``align = "eyes"`` and a detector that reports
+eye keypoints, the frame is first rotated about the midpoint of the eyes so the line through them
+is horizontal (a no-op for detectors without keypoints, such as Haar); the crop is converted to
+8-bit grayscale and resized to ``size`` x ``size`` with area interpolation. The model receives the raw 0..255 pixel
 values as float32 of shape ``(N, size, size, 1)``; normalization (``x * scale + offset``) is a
 layer *inside* the model, so an exported model carries it and int8 input quantization maps
 0..255 exactly.
@@ -59,6 +61,11 @@ class PreprocessContract:
         norm_offset: Normalization offset applied by the model's first layer.
         normalization_in_model: True: the model normalizes; callers feed raw pixels.
         version: Contract format version.
+        labels: Class names in output order.
+        align: ``none`` (the crop is axis-aligned) or ``eyes`` (rotated so the eyes are level,
+            see :func:`crop_face`). Metadata written before this key existed has no ``align``
+            and reads as ``none``; ``none`` is left out of :meth:`to_dict`, so such models and
+            their metadata stay exactly as they were.
     """
 
     size: int = 48
@@ -71,6 +78,7 @@ class PreprocessContract:
     normalization_in_model: bool = True
     version: int = CONTRACT_VERSION
     labels: tuple[str, ...] = field(default=FER2013_LABELS)
+    align: str = "none"
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
@@ -82,6 +90,8 @@ class PreprocessContract:
         d = asdict(self)
         d["input_range"] = list(self.input_range)
         d["labels"] = list(self.labels)
+        if self.align == "none":
+            del d["align"]  # the key is additive: unaligned metadata stays byte-identical
         return d
 
     @classmethod
@@ -121,10 +131,18 @@ class PreprocessContract:
             )
         if len(c.labels) < 2:
             raise ModelError("preprocessing contract: fewer than two labels")
+        if c.align not in ALIGNMENTS:
+            raise ModelError(
+                f"preprocessing contract: align {c.align!r} is not one of {list(ALIGNMENTS)}"
+            )
         return c
 
 
 _INTERPOLATIONS = {"area": 3, "linear": 1, "nearest": 0}  # cv2.INTER_* values
+#: Values of :attr:`PreprocessContract.align`.
+ALIGNMENTS: tuple[str, ...] = ("none", "eyes")
+#: Eyes closer than this (pixels) give no usable angle: the crop stays axis-aligned.
+_MIN_EYE_DISTANCE = 2.0
 
 DEFAULT_CONTRACT = PreprocessContract()
 
@@ -172,8 +190,22 @@ def square_box(
     return x0, y0, s, s
 
 
+def eye_angle(eyes: Sequence[Sequence[float]]) -> float | None:
+    """Roll of a face in degrees from its eye keypoints ``(right eye, left eye)`` (the person's
+    right eye is on the image's left): positive when the eye line goes down to the image right
+    in image coordinates (y down). ``None`` when the eyes are too close to tell."""
+    (rx, ry), (lx, ly) = eyes[0], eyes[1]
+    dx, dy = float(lx) - float(rx), float(ly) - float(ry)
+    if dx * dx + dy * dy < _MIN_EYE_DISTANCE**2:
+        return None
+    return float(np.degrees(np.arctan2(dy, dx)))
+
+
 def crop_face(
-    gray: np.ndarray, bbox: Sequence[float], contract: PreprocessContract = DEFAULT_CONTRACT
+    gray: np.ndarray,
+    bbox: Sequence[float],
+    contract: PreprocessContract = DEFAULT_CONTRACT,
+    eyes: Sequence[Sequence[float]] | None = None,
 ) -> np.ndarray:
     """Crop one face from a gray frame into a ``size`` x ``size`` uint8 image.
 
@@ -181,6 +213,10 @@ def crop_face(
         gray: 2-D uint8 frame.
         bbox: Detector box (x, y, w, h) in frame pixels.
         contract: The model's preprocessing contract.
+        eyes: ``(right eye, left eye)`` keypoints in frame pixels, when the detector has them.
+            With ``contract.align == "eyes"`` the frame is rotated about their midpoint so the
+            eye line is horizontal, then the same square (its centre rotated along) is cropped;
+            without keypoints, or with ``align = "none"``, the crop is axis-aligned.
 
     Returns:
         A ``(size, size)`` uint8 array.
@@ -189,6 +225,23 @@ def crop_face(
 
     fh, fw = gray.shape[:2]
     x0, y0, s, _ = square_box(bbox, contract.crop_margin, fw, fh)
+    angle = eye_angle(eyes) if contract.align == "eyes" and eyes is not None else None
+    if angle is not None:
+        # One warp straight into the s x s crop (rotation about the eye midpoint, then the
+        # crop's offset); the contract's resize then runs on it as on an unrotated crop.
+        mx = (float(eyes[0][0]) + float(eyes[1][0])) / 2.0  # type: ignore[index]
+        my = (float(eyes[0][1]) + float(eyes[1][1])) / 2.0  # type: ignore[index]
+        m = cv2.getRotationMatrix2D((mx, my), angle, 1.0)
+        # The box centre turns with the face, so the crop stays on it.
+        cx, cy = x0 + s / 2.0, y0 + s / 2.0
+        rcx = m[0, 0] * cx + m[0, 1] * cy + m[0, 2]
+        rcy = m[1, 0] * cx + m[1, 1] * cy + m[1, 2]
+        m[0, 2] -= rcx - s / 2.0
+        m[1, 2] -= rcy - s / 2.0
+        crop = cv2.warpAffine(
+            gray, m, (s, s), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+        )
+        return resize_to_contract(crop, contract)
     x1, y1 = x0 + s, y0 + s
     if x0 >= 0 and y0 >= 0 and x1 <= fw and y1 <= fh:
         crop = gray[y0:y1, x0:x1]

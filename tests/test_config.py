@@ -41,18 +41,20 @@ def test_every_field_has_a_description() -> None:
     from pydantic import BaseModel
 
     from edge.config import (
-        DetectorConfig,
         ModelConfig,
         Picamera2SourceConfig,
         TrackingConfig,
     )
+    from edge.detect.config import BlazeFaceConfig, HaarConfig, YuNetConfig
 
     models: list[type[BaseModel]] = [
         EdgeConfig,
         FileSourceConfig,
         OpenCVSourceConfig,
         Picamera2SourceConfig,
-        DetectorConfig,
+        HaarConfig,
+        YuNetConfig,
+        BlazeFaceConfig,
         ModelConfig,
         TrackingConfig,
     ]
@@ -68,8 +70,23 @@ def test_every_field_has_a_description() -> None:
         ({"detector": {"min_fac": 3}}, ["detector.min_fac: unknown key", "min_face"]),
         ({"source": {"type": "opencv", "path": "x"}}, ["source.path: unknown key", "device"]),
         ({"sinks": [{"type": "mqtt", "topic": "x"}]}, ["sinks[0].topic: unknown key", "url"]),
-        ({"source": {"type": "usb"}}, ["source", "'usb'", "'file'", "'opencv'", "'picamera2'"]),
-        ({"detector": {"type": "dlib"}}, ["detector.type", "'dlib'", "'haar'", "'yunet'"]),
+        (
+            {"source": {"type": "usb"}},
+            ["source.type", "'usb'", "'file'", "'opencv'", "'picamera2'"],
+        ),
+        (
+            {"detector": {"type": "dlib"}},
+            ["detector.type", "'dlib'", "'haar'", "'yunet'", "'blazeface'"],
+        ),
+        (
+            {"detector": {"type": "haar", "model": "y.onnx"}},
+            ["detector.model: unknown key for type 'haar'", "valid keys:", "cascade"],
+        ),
+        (
+            {"detector": {"type": "blazeface", "cascade": "x.xml"}},
+            ["detector.cascade: unknown key for type 'blazeface'", "variant", "score_threshold"],
+        ),
+        ({"detector": {"type": "blazeface", "variant": "mid"}}, ["'short'", "'full'"]),
         ({"sinks": [{"type": "kafka"}]}, ["sinks[0]", "'kafka'", "'mqtt'", "'jsonl'"]),
         ({"log_level": "LOUD"}, ["log_level", "'DEBUG'", "'INFO'"]),
         ({"tracking": {"alpha": 1.5}}, ["tracking.alpha", "less than or equal to 1"]),

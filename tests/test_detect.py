@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge.config import DetectorConfig
 from edge.detect import FaceFinder, HaarDetector, YuNetDetector, create_detector
+from edge.detect.config import YuNetConfig
 from edge.errors import DetectorError
 from edge.testing.facevideo import blank, load_fer_faces, place
 
@@ -106,6 +106,6 @@ def test_yunet_missing_onnx_names_the_path(tmp_path: Path) -> None:
         YuNetDetector(missing)
     with pytest.raises(DetectorError, match="detector.model"):
         YuNetDetector(None)
-    cfg = DetectorConfig(type="yunet", model=missing)
+    cfg = YuNetConfig(type="yunet", model=missing)
     with pytest.raises(DetectorError, match="not found"):
         create_detector(cfg)

@@ -14,8 +14,9 @@ import numpy as np
 import pytest
 
 from edge.cli import main
-from edge.config import DetectorConfig, validate_config
+from edge.config import validate_config
 from edge.detect import FaceFinder, HaarDetector, MotionDetector, create_finder
+from edge.detect.config import HaarConfig
 from edge.errors import ConfigError
 from edge.testing.facevideo import (
     REALISTIC,
@@ -202,13 +203,13 @@ def test_gate_lost_face_and_wide_change_force_full_pass(faces) -> None:
 
 # ------------------------------------------------------------------------- config
 def test_config_builds_gated_or_periodic_finder() -> None:
-    cfg = DetectorConfig()
+    cfg = HaarConfig()
     finder = create_finder(cfg, HaarDetector())
     assert isinstance(finder.motion, MotionDetector) and finder.full_every == cfg.full_every
-    custom = DetectorConfig(motion_width=96, motion_threshold=20, motion_min_area=0.01)
+    custom = HaarConfig(motion_width=96, motion_threshold=20, motion_min_area=0.01)
     m = create_finder(custom, HaarDetector()).motion
     assert m is not None and (m.width, m.threshold, m.min_area) == (96, 20, 0.01)
-    off = create_finder(DetectorConfig(motion_gate=False, detect_every=7), HaarDetector())
+    off = create_finder(HaarConfig(motion_gate=False, detect_every=7), HaarDetector())
     assert off.motion is None and off.detect_every == 7
 
 

@@ -1,10 +1,17 @@
-"""Face detectors selected by the ``type`` key of the ``[detector]`` config table."""
+"""Face detectors as typed plugins, selected by the ``type`` key of the ``[detector]`` table.
+
+Each detector type has a :class:`~edge.detect.base.FaceDetector` subclass registered here under
+its ``type`` and its own config class in :mod:`edge.detect.config`; :func:`create_detector` is
+``DETECTORS[cfg.type].from_config(cfg)``. The detection schedule (:class:`FaceFinder`: motion
+gate, region search around followed faces) works with any of them.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-from edge.detect.base import Detection, FaceDetector
+from edge.detect.base import KEYPOINTS, Detection, FaceDetector
+from edge.detect.blazeface import BlazeFaceDetector
 from edge.detect.haar import HaarDetector
 from edge.detect.motion import Motion, MotionDetector
 from edge.detect.scheduler import FaceFinder
@@ -12,43 +19,40 @@ from edge.detect.yunet import YuNetDetector
 from edge.errors import ConfigError
 
 #: Registry: ``type`` key -> detector class.
-DETECTORS: dict[str, type[FaceDetector]] = {
-    HaarDetector.type: HaarDetector,
-    YuNetDetector.type: YuNetDetector,
-}
+DETECTORS: dict[str, type[FaceDetector]] = {}
+
+
+def register_detector(cls: type[FaceDetector]) -> type[FaceDetector]:
+    """Register a detector class under its :attr:`~edge.detect.base.FaceDetector.type`."""
+    if not cls.type or cls.type in DETECTORS:
+        raise RuntimeError(f"detector type {cls.type!r} is empty or registered twice")
+    DETECTORS[cls.type] = cls
+    return cls
+
+
+for _cls in (HaarDetector, YuNetDetector, BlazeFaceDetector):
+    register_detector(_cls)
 
 
 def create_detector(cfg: Any) -> FaceDetector:
-    """Build a detector from a ``DetectorConfig`` (see :mod:`edge.config`).
+    """Build the detector of a ``[detector]`` config (:data:`edge.detect.config.DetectorConfig`).
 
     Raises:
-        ConfigError: for an unknown ``type``.
-        DetectorError: when the cascade or ONNX file is missing or unreadable.
+        ConfigError: for an unknown ``type``, naming the valid ones.
+        DetectorError: when the detector's file (cascade, ONNX, TFLite model) is missing,
+            corrupt or not what was expected.
     """
-    if cfg.type == "haar":
-        return HaarDetector(
-            cfg.cascade,
-            detect_width=cfg.detect_width,
-            min_face=cfg.min_face,
-            scale_factor=cfg.scale_factor,
-            min_neighbors=cfg.min_neighbors,
-            equalize=cfg.equalize,
-            roi_face_px=cfg.roi_face_px,
-        )
-    if cfg.type == "yunet":
-        return YuNetDetector(
-            cfg.model,
-            detect_width=cfg.detect_width,
-            min_face=cfg.min_face,
-            score_threshold=cfg.score_threshold,
-            nms_threshold=cfg.nms_threshold,
-            roi_face_px=cfg.roi_face_px,
-        )
-    raise ConfigError(f"detector.type {cfg.type!r} is not one of {sorted(DETECTORS)}")
+    try:
+        cls = DETECTORS[cfg.type]
+    except KeyError:
+        raise ConfigError(
+            f"detector.type {cfg.type!r} is not one of {', '.join(sorted(DETECTORS))}"
+        ) from None
+    return cls.from_config(cfg)
 
 
 def create_finder(cfg: Any, detector: FaceDetector | None = None) -> FaceFinder:
-    """Build the detection scheduler of a ``DetectorConfig``: periodic, or motion-gated when
+    """Build the detection scheduler of a ``[detector]`` config: periodic, or motion-gated when
     ``cfg.motion_gate`` is set.
 
     Args:
@@ -76,6 +80,8 @@ def create_finder(cfg: Any, detector: FaceDetector | None = None) -> FaceFinder:
 
 __all__ = [
     "DETECTORS",
+    "KEYPOINTS",
+    "BlazeFaceDetector",
     "Detection",
     "FaceDetector",
     "FaceFinder",
@@ -85,4 +91,5 @@ __all__ = [
     "YuNetDetector",
     "create_detector",
     "create_finder",
+    "register_detector",
 ]

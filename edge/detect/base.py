@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -30,6 +30,10 @@ class Detection:
         w: Width.
         h: Height.
         score: Detector confidence in 0..1 (Haar has no calibrated score and reports 1.0).
+        keypoints: Facial landmarks ``((x, y), ...)`` in full-frame pixels, in the order of
+            :data:`KEYPOINTS` (BlazeFace's six), or ``()`` for detectors without landmarks
+            (Haar, YuNet here). Eye alignment (:func:`edge.contract.crop_face`) uses the first
+            two.
     """
 
     x: float
@@ -37,11 +41,44 @@ class Detection:
     w: float
     h: float
     score: float = 1.0
+    keypoints: tuple[tuple[float, float], ...] = ()
 
     @property
     def bbox(self) -> tuple[float, float, float, float]:
         """``(x, y, w, h)``."""
         return (self.x, self.y, self.w, self.h)
+
+    @property
+    def eyes(self) -> tuple[tuple[float, float], tuple[float, float]] | None:
+        """``(right eye, left eye)`` (the person's right and left, i.e. image left and right
+        for a face looking at the camera), or ``None`` without keypoints."""
+        if len(self.keypoints) < 2:
+            return None
+        return (self.keypoints[0], self.keypoints[1])
+
+    def mapped(self, scale: float, ox: float, oy: float) -> Detection:
+        """This detection with every coordinate multiplied by ``scale`` and shifted by
+        ``(ox, oy)`` (from a downscaled region back to full-frame pixels)."""
+        return Detection(
+            self.x * scale + ox,
+            self.y * scale + oy,
+            self.w * scale,
+            self.h * scale,
+            self.score,
+            tuple((kx * scale + ox, ky * scale + oy) for kx, ky in self.keypoints),
+        )
+
+
+#: Names of the keypoints a detector may report, in order (BlazeFace's six; the person's
+#: right and left).
+KEYPOINTS: tuple[str, ...] = (
+    "right_eye",
+    "left_eye",
+    "nose_tip",
+    "mouth_centre",
+    "right_ear",
+    "left_ear",
+)
 
 
 class FaceDetector(ABC):
@@ -59,7 +96,7 @@ class FaceDetector(ABC):
             few pixels (mean IoU with the true face 0.91, see docs/PERFORMANCE.md).
     """
 
-    #: Registry key (``haar``, ``yunet``).
+    #: Registry key (``haar``, ``yunet``, ``blazeface``).
     type: ClassVar[str] = ""
 
     def __init__(
@@ -71,6 +108,15 @@ class FaceDetector(ABC):
         # One growable scratch buffer for every downscaled image (full frame or region): region
         # sizes change every frame, so per-shape buffers would mean an allocation per frame.
         self._scratch = np.empty(0, np.uint8)
+
+    @classmethod
+    @abstractmethod
+    def from_config(cls, cfg: Any) -> FaceDetector:
+        """Build the detector from its ``[detector]`` config class (:mod:`edge.detect.config`).
+
+        Raises:
+            DetectorError: naming the file and what was expected when a file is missing or bad.
+        """
 
     def scale_for(self, frame_width: int) -> float:
         """Downscale factor (<= 1) used for a frame of this width."""
@@ -124,12 +170,8 @@ class FaceDetector(ABC):
             lo, hi = ROI_SIDE_RANGE
             min_side = max(min_side, round(lo * face_side * s))
             max_side = max(min_side + 1, round(hi * face_side * s))
-        boxes = self._detect(small, min_side, max_side)
         inv = 1.0 / s
-        return [
-            Detection(bx * inv + ox, by * inv + oy, bw * inv, bh * inv, sc)
-            for bx, by, bw, bh, sc in boxes
-        ]
+        return [d.mapped(inv, ox, oy) for d in self._detect(small, min_side, max_side)]
 
     def _downscale(self, region: np.ndarray, s: float) -> np.ndarray:
         if s >= 1.0:
@@ -146,9 +188,7 @@ class FaceDetector(ABC):
         return buf
 
     @abstractmethod
-    def _detect(
-        self, small: np.ndarray, min_side: int, max_side: int = 0
-    ) -> list[tuple[float, float, float, float, float]]:
+    def _detect(self, small: np.ndarray, min_side: int, max_side: int = 0) -> list[Detection]:
         """Detect on an already downscaled gray image.
 
         Args:
@@ -157,5 +197,5 @@ class FaceDetector(ABC):
             max_side: Largest face side in ``small``'s pixels (0: no limit).
 
         Returns:
-            ``(x, y, w, h, score)`` tuples in ``small``'s pixels.
+            Detections (with keypoints where the detector has them) in ``small``'s pixels.
         """

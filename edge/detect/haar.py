@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from edge.detect.base import FaceDetector
+from edge.detect.base import Detection, FaceDetector
 from edge.errors import DetectorError
 
 log = logging.getLogger(__name__)
@@ -77,9 +78,20 @@ class HaarDetector(FaceDetector):
         self.equalize = equalize
         self._eq: np.ndarray | None = None
 
-    def _detect(
-        self, small: np.ndarray, min_side: int, max_side: int = 0
-    ) -> list[tuple[float, float, float, float, float]]:
+    @classmethod
+    def from_config(cls, cfg: Any) -> HaarDetector:
+        """Build from a :class:`~edge.detect.config.HaarConfig`."""
+        return cls(
+            cfg.cascade,
+            detect_width=cfg.detect_width,
+            min_face=cfg.min_face,
+            scale_factor=cfg.scale_factor,
+            min_neighbors=cfg.min_neighbors,
+            equalize=cfg.equalize,
+            roi_face_px=cfg.roi_face_px,
+        )
+
+    def _detect(self, small: np.ndarray, min_side: int, max_side: int = 0) -> list[Detection]:
         import cv2
 
         img = small
@@ -99,4 +111,4 @@ class HaarDetector(FaceDetector):
             minSize=(m, m),
             maxSize=(max_side, max_side) if max_side > m else (0, 0),
         )
-        return [(float(x), float(y), float(w), float(h), 1.0) for (x, y, w, h) in rects]
+        return [Detection(float(x), float(y), float(w), float(h)) for (x, y, w, h) in rects]

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from edge.detect.base import FaceDetector
+from edge.detect.base import Detection, FaceDetector
 from edge.errors import DetectorError
 
 log = logging.getLogger(__name__)
@@ -69,9 +70,19 @@ class YuNetDetector(FaceDetector):
         self._size: tuple[int, int] = (320, 320)
         self._bgr: np.ndarray | None = None
 
-    def _detect(
-        self, small: np.ndarray, min_side: int, max_side: int = 0
-    ) -> list[tuple[float, float, float, float, float]]:
+    @classmethod
+    def from_config(cls, cfg: Any) -> YuNetDetector:
+        """Build from a :class:`~edge.detect.config.YuNetConfig`."""
+        return cls(
+            cfg.model,
+            detect_width=cfg.detect_width,
+            min_face=cfg.min_face,
+            score_threshold=cfg.score_threshold,
+            nms_threshold=cfg.nms_threshold,
+            roi_face_px=cfg.roi_face_px,
+        )
+
+    def _detect(self, small: np.ndarray, min_side: int, max_side: int = 0) -> list[Detection]:
         import cv2
 
         h, w = small.shape[:2]
@@ -90,5 +101,8 @@ class YuNetDetector(FaceDetector):
             x, y, fw, fh = (float(v) for v in f[:4])
             if min(fw, fh) < min_side or (max_side and max(fw, fh) > max_side):
                 continue
-            out.append((x, y, fw, fh, float(f[-1])))
+            # f[4:14]: right eye, left eye, nose tip, right and left mouth corner; the first three
+            # are the first three of KEYPOINTS (enough for eye alignment).
+            kps = tuple((float(f[4 + 2 * k]), float(f[5 + 2 * k])) for k in range(3))
+            out.append(Detection(x, y, fw, fh, float(f[-1]), kps))
         return out
