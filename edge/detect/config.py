@@ -192,7 +192,7 @@ class BlazeFaceConfig(DetectorCommon):
         None,
         gt=0,
         lt=1,
-        description="Minimum face score (default: 0.7 short / 0.6 full).",
+        description="Minimum face score (default 0.6; MediaPipe uses 0.5 for short).",
     )
     nms_threshold: float = Field(
         0.3, gt=0, le=1, description="Weighted NMS: candidates overlapping by more are merged."

@@ -37,13 +37,26 @@ def load_fer_faces(csv_path: Path, n: int, skip: int = 0) -> list[np.ndarray]:
     return faces
 
 
-def place(canvas: np.ndarray, face: np.ndarray, x: int, y: int, side: int) -> None:
+def place(
+    canvas: np.ndarray, face: np.ndarray, x: int, y: int, side: int, roll: float = 0.0
+) -> None:
     """Paste ``face`` resized to ``side`` x ``side`` at (x, y) into a gray canvas (in place).
 
     A face partly outside the canvas (walking in) is clipped; one entirely outside is skipped.
+    With ``roll`` (degrees, counter-clockwise on screen, as ``cv2.getRotationMatrix2D``) the
+    square is turned about its centre and only the turned square is pasted (the corners of the
+    box stay background), like a tilted head.
     """
     resized = cv2.resize(face, (side, side), interpolation=cv2.INTER_LINEAR)
     h, w = canvas.shape[:2]
+    if roll:
+        m = cv2.getRotationMatrix2D((side / 2.0, side / 2.0), roll, 1.0)
+        m[:, 2] += (x, y)
+        warped = cv2.warpAffine(resized, m, (w, h), flags=cv2.INTER_LINEAR)
+        mask = cv2.warpAffine(np.full((side, side), 255, np.uint8), m, (w, h))
+        inside = mask > 127
+        canvas[inside] = warped[inside]
+        return
     x0, y0, x1, y1 = max(0, x), max(0, y), min(w, x + side), min(h, y + side)
     if x1 <= x0 or y1 <= y0:
         return
@@ -69,6 +82,7 @@ class Placement:
     start_xy: tuple[int, int]
     step_xy: tuple[int, int]
     moving_frames: int | None = None
+    roll: float = 0.0
 
     def box(self, frame: int) -> tuple[int, int, int, int]:
         """(x, y, w, h) of the face in ``frame``."""
@@ -107,6 +121,8 @@ class Camera:
             background (0: fixed camera). Faces are placed in frame coordinates: give them
             ``step_xy = (-pan_px, 0)`` to keep them still in the room.
         seed: Seed of the background and the noise (the same seed renders the same video).
+        light_gradient: Uneven light (a window on one side): brightness falls linearly from
+            ``1 + g`` at the top-left corner to ``1 - g`` at the bottom-right, faces included.
     """
 
     noise_sigma: float = 0.0
@@ -116,6 +132,7 @@ class Camera:
     textured: bool = False
     pan_px: int = 0
     seed: int = 0
+    light_gradient: float = 0.0
 
     def gain(self, frame: int) -> float:
         """Brightness factor of ``frame``."""
@@ -185,16 +202,28 @@ def render_gray(
     pan = cam.pan_px if cam.textured else 0
     bg = room(cam.seed, CANVAS[1] + pan * n_frames) if cam.textured else blank()
     rng = np.random.default_rng(cam.seed + 1)
-    plain = cam.noise_sigma == 0 and cam.exposure_amplitude == 0 and not cam.exposure_steps
+    plain = (
+        cam.noise_sigma == 0
+        and cam.exposure_amplitude == 0
+        and not cam.exposure_steps
+        and cam.light_gradient == 0
+    )
+    light = None
+    if cam.light_gradient:
+        yy, xx = np.mgrid[0 : CANVAS[0], 0 : CANVAS[1]].astype(np.float32)
+        t = (xx / CANVAS[1] + yy / CANVAS[0]) / 2.0  # 0 top-left .. 1 bottom-right
+        light = (1.0 + cam.light_gradient * (1.0 - 2.0 * t)).astype(np.float32)
     out = []
     for f in range(n_frames):
         c = bg[:, f * pan : f * pan + CANVAS[1]].copy()
         for p in placements:
             if f in p.frames:
                 x, y, s, _ = p.box(f)
-                place(c, faces[p.face_index], x, y, s)
+                place(c, faces[p.face_index], x, y, s, p.roll)
         if not plain:
             v = c.astype(np.float32) * cam.gain(f)
+            if light is not None:
+                v *= light
             if cam.noise_sigma > 0:
                 v += rng.normal(0.0, cam.noise_sigma, v.shape).astype(np.float32)
             c = np.clip(v + 0.5, 0, 255).astype(np.uint8)
