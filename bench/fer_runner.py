@@ -3,7 +3,8 @@
 This file runs inside fer's OWN virtual environment (TensorFlow, no fer-edge), so it imports
 nothing from this repository. It measures the same things ``fer-edge bench`` measures: process
 CPU per frame (decode included and excluded), resident memory, start-up from process start to
-the first result, and the face boxes of every frame (for detection recall).
+the first result, and the face boxes of every frame (for detection recall) with fer's top
+emotion for each box (for end-to-end accuracy, bench/hard_scenes.py).
 
     /tmp/fer-venv/bin/python bench/fer_runner.py VIDEO N OUT.json
 """
@@ -44,6 +45,7 @@ def main() -> None:
     if not cap.isOpened():
         raise SystemExit(f"cannot open {video}")
     boxes: list[list[list[int]]] = []
+    emotions: list[list[str]] = []
     decode_cpu = 0.0
     rss: list[float] = []
     first_result = None
@@ -60,6 +62,7 @@ def main() -> None:
         if first_result is None:
             first_result = _boottime() - origin
         boxes.append([[int(v) for v in r["box"]] for r in result])
+        emotions.append([max(r["emotions"], key=r["emotions"].get) for r in result])
         if (i + 1) % 10 == 0:
             rss.append(_rss_mb())
     cpu = time.process_time() - cpu0
@@ -78,6 +81,7 @@ def main() -> None:
         },
         "startup_s": {"first_result": round(first_result or 0.0, 3)},
         "boxes": boxes,
+        "emotions": emotions,
     }
     with open(out, "w", encoding="utf-8") as fh:
         json.dump(report, fh)

@@ -41,6 +41,7 @@ import numpy as np
 
 from edge.detect.base import Detection, FaceDetector
 from edge.errors import DetectorError, ModelError
+from edge.track import iou
 
 log = logging.getLogger(__name__)
 
@@ -203,6 +204,11 @@ class BlazeFaceDetector(FaceDetector):
         nms_threshold: IoU above which overlapping candidates are merged (weighted NMS).
         box_scale: Side of the reported box as a multiple of BlazeFace's own box, so the crop
             the classifier gets frames the face as a Haar box does (see :data:`BOX_SCALE`).
+        tiles: A full-frame pass also searches an ``tiles`` x ``tiles`` grid of overlapping
+            tiles (each ``1.5 / tiles`` of the frame's width and height, so any face up to
+            half the frame fits whole in one), where faces are ``tiles / 1.5`` times larger
+            in the model input; 1: the whole frame only. A region search (around a followed
+            face, or where the picture moved) never tiles.
         num_threads: Interpreter threads.
         runtime: Force a TFLite runtime (default: ai-edge-litert, then tflite-runtime).
 
@@ -223,6 +229,7 @@ class BlazeFaceDetector(FaceDetector):
         score_threshold: float | None = None,
         nms_threshold: float = 0.3,
         box_scale: float | None = None,
+        tiles: int = 1,
         num_threads: int = 1,
         runtime: str | None = None,
     ) -> None:
@@ -241,6 +248,7 @@ class BlazeFaceDetector(FaceDetector):
         self.score_threshold = v.score_threshold if score_threshold is None else score_threshold
         self.nms_threshold = nms_threshold
         self.box_scale = BOX_SCALE if box_scale is None else box_scale
+        self.tiles = max(1, int(tiles))
         # Raw-score threshold: sigmoid(x) >= t  <=>  x >= logit(t); compared before any exp.
         t = min(max(self.score_threshold, 1e-6), 1 - 1e-6)
         self._raw_threshold = math.log(t / (1.0 - t))
@@ -268,12 +276,41 @@ class BlazeFaceDetector(FaceDetector):
             min_face=cfg.min_face,
             score_threshold=cfg.score_threshold,
             nms_threshold=cfg.nms_threshold,
+            tiles=cfg.tiles,
             num_threads=cfg.interpreter_threads,
         )
 
     def scale_for(self, frame_width: int) -> float:
         """Always 1: the letterbox to the model input is the only resize."""
         return 1.0
+
+    def detect(
+        self,
+        gray: np.ndarray,
+        roi: tuple[int, int, int, int] | None = None,
+        face_side: float | None = None,
+        *,
+        roi_face_px: int | None = None,
+    ) -> list[Detection]:
+        """As :meth:`FaceDetector.detect`; a full-frame pass also searches the tiles."""
+        found = super().detect(gray, roi, face_side, roi_face_px=roi_face_px)
+        if roi is not None or self.tiles < 2:
+            return found
+        h, w = gray.shape[:2]
+        tw, th = min(w, round(1.5 * w / self.tiles)), min(h, round(1.5 * h / self.tiles))
+        for i in range(self.tiles):
+            for j in range(self.tiles):
+                x = round(i * (w - tw) / (self.tiles - 1))
+                y = round(j * (h - th) / (self.tiles - 1))
+                for d in super().detect(gray, (x, y, tw, th)):
+                    # The same face seen whole in the frame and in a tile, or in two tiles:
+                    # keep the higher-scoring box.
+                    same = [k for k, f in enumerate(found) if iou(f.bbox, d.bbox) > 0.3]
+                    if not same:
+                        found.append(d)
+                    elif d.score > found[same[0]].score:
+                        found[same[0]] = d
+        return found
 
     def _detect(self, small: np.ndarray, min_side: int, max_side: int = 0) -> list[Detection]:
         import cv2

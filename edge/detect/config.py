@@ -197,6 +197,15 @@ class BlazeFaceConfig(DetectorCommon):
     nms_threshold: float = Field(
         0.3, gt=0, le=1, description="Weighted NMS: candidates overlapping by more are merged."
     )
+    tiles: int = Field(
+        2,
+        ge=1,
+        le=4,
+        description="A full-frame pass also searches an N x N grid of overlapping tiles (each "
+        "1.5/N of the frame), where small faces are N/1.5 times larger in the model input "
+        "(1: the whole frame only). 2 costs 5 model runs per full pass instead of 1; with the "
+        "motion gate that is one pass per full_every frames.",
+    )
     interpreter_threads: int = Field(
         1, ge=1, le=64, description="TFLite interpreter threads for the detector."
     )

@@ -29,7 +29,10 @@ Two schedules, chosen by ``detector.motion_gate``:
 In both schedules each followed face is searched between full passes only inside its box
 enlarged ``roi_scale`` times around its centre, resized so the face is about ``roi_face_px``
 wide (see :class:`~edge.detect.base.FaceDetector`); when that cheap search misses, the same
-region is searched once more at the full-frame scale. Overlapping hits are merged.
+region is searched once more at the full-frame scale. Overlapping hits are merged. On a full
+pass, a followed face the pass did not find is also searched in its region: a detector that
+letterboxes the whole frame into a small input (BlazeFace) can miss a small face there that it
+finds in the region.
 """
 
 from __future__ import annotations
@@ -43,6 +46,10 @@ from edge.detect.motion import MotionDetector
 from edge.track import iou
 
 Box = tuple[float, float, float, float]
+
+#: A detection overlapping a followed face's box this much is that face (the tracker's default
+#: IoU threshold).
+_SAME_FACE_IOU = 0.3
 
 #: Changes within this many face sides around a followed face (its head, hair and neck move
 #: with it) do not count as motion: its own region search covers it.
@@ -92,6 +99,8 @@ class FaceFinder:
         self.roi_runs = 0
         #: Region searches that missed at the cheap scale and were retried at the full scale.
         self.roi_retries = 0
+        #: Followed faces a full pass missed, searched in their region in the same frame.
+        self.full_rescues = 0
         #: Motion-gated: frames whose moving regions were searched (a subset of ``roi_runs``).
         self.motion_runs = 0
         #: Motion-gated: full passes because the moving regions covered most of the frame.
@@ -125,27 +134,42 @@ class FaceFinder:
             self._since_full = 0
             self._force_full = False
             self.full_runs += 1
-            return self.detector.detect(gray)
+            found = self.detector.detect(gray)
+            # A full pass must not lose a followed face that its region search would keep: a
+            # detector that letterboxes the whole frame into a small input (BlazeFace) sees a
+            # small face much smaller there than in its region. Only the followed faces the
+            # full pass did not find are searched (for Haar: almost never).
+            for box in tracked:
+                if not any(iou(d.bbox, box) >= _SAME_FACE_IOU for d in found):
+                    self.full_rescues += 1
+                    _merge(found, self._search_region(gray, box, fw, fh, force_full=False))
+            return found
         self._since_full += 1
         self.roi_runs += 1
-        found: list[Detection] = []
+        found = []
         for box in tracked:
-            roi, side = self._roi(box, self.roi_scale, fw, fh), max(box[2], box[3])
-            hits = self.detector.detect(gray, roi, face_side=side)
-            if not hits and self.detector.roi_face_px > 0:
-                # The cheap low-resolution search missed (~10% of blurry faces): retry the same
-                # region at the full-frame scale before giving the face up for this frame.
-                self.roi_retries += 1
-                hits = self.detector.detect(gray, roi, face_side=side, roi_face_px=0)
-            if not hits:
-                # The face left its region (fast motion, or gone): look everywhere next frame.
-                self._force_full = True
-            _merge(found, hits)
+            _merge(found, self._search_region(gray, box, fw, fh))
         if regions:
             self.motion_runs += 1
             for region in regions:
                 _merge(found, self.detector.detect(gray, region))
         return found
+
+    def _search_region(
+        self, gray: np.ndarray, box: Box, fw: int, fh: int, *, force_full: bool = True
+    ) -> list[Detection]:
+        """Search a followed face's region (see the module docstring)."""
+        roi, side = self._roi(box, self.roi_scale, fw, fh), max(box[2], box[3])
+        hits = self.detector.detect(gray, roi, face_side=side)
+        if not hits and self.detector.roi_face_px > 0:
+            # The cheap low-resolution search missed (~10% of blurry faces): retry the same
+            # region at the full-frame scale before giving the face up for this frame.
+            self.roi_retries += 1
+            hits = self.detector.detect(gray, roi, face_side=side, roi_face_px=0)
+        if not hits and force_full:
+            # The face left its region (fast motion, or gone): look everywhere next frame.
+            self._force_full = True
+        return hits
 
     def _gate(
         self, gray: np.ndarray, tracked: Sequence[Box], fw: int, fh: int

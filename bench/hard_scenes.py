@@ -1,0 +1,331 @@
+"""Hard scenes: detection and end-to-end emotion accuracy per detector, beside the ``fer`` package.
+
+Scenes are generated at run time from real CK+48 faces (labelled, never stored) on
+tests/facevideo.py's realistic camera, 640x480 at 15 fps:
+
+* ``hard`` (1200 frames): faces come and go in two halves of the frame (55-75 frames each, 8-20
+  frames apart, at most two at a time), 60-260 px, head roll -20..+20 degrees, each drifting for 30
+  frames then still; textured room, uneven light (a window: +-30 % from corner to corner),
+  sensor noise of 4 gray levels, +-6 % exposure drift and a lamp step at frame 300;
+* ``posed`` (600 frames): the same faces upright, 150-200 px, on a plain, evenly lit, noise-free canvas
+  (the easy case, where posed photos are what the classifier was made for).
+
+Per detector config the pipeline runs in process on the MJPG file (pin the whole script to one
+core: ``taskset -c 1``). Reported: recall over (frame, fully visible face) pairs, overall and for
+faces of >= 80 px; false-positive boxes per 1,000 frames; CPU ms per frame of the frame loop
+(decode included); and **end-to-end accuracy**: for each face appearance, the emotion of the
+last event the device published for it (its belief when the face leaves: the ``end`` event, or
+the last ``change``/``update`` before it), compared with the CK+48 label. ``fer`` (Haar +
+mini-XCEPTION, in its own venv) runs on the same file through bench/fer_runner.py; having no
+tracking, its answer per appearance is its top emotion in the last frame it found that face
+(``last``), and, as a second reading, the most frequent top emotion over the appearance
+(``vote``). A face never reported counts as wrong for both.
+
+``--steady VIDEO`` adds CPU per frame and recall of each config on the steady one-face
+benchmark video (bench/benchvideo.py; no emotion ground truth there).
+
+    taskset -c 1 python3 bench/hard_scenes.py --fer-python /tmp/fer-venv/bin/python \\
+        --steady /tmp/bench/astro640.avi --json docs/perf/hard_scenes.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(REPO), str(REPO / "tests"), str(REPO / "bench")]
+
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
+from benchvideo import hit, load_truth  # noqa: E402
+from facevideo import REALISTIC, Camera, Placement, render, write_video  # noqa: E402
+
+from edge.app import FrameRecord, Pipeline  # noqa: E402
+from edge.config import load_config  # noqa: E402
+from edge.publish.jsonl import JsonlSink  # noqa: E402
+
+FPS = 15.0
+HARD_CAMERA = dataclasses.replace(
+    REALISTIC, noise_sigma=4.0, light_gradient=0.3, exposure_steps=((300, 1.15),), seed=11
+)
+SCENES: dict[str, dict[str, Any]] = {
+    "hard": {"frames": 1200, "camera": HARD_CAMERA, "sides": (60, 260), "roll": 20.0},
+    "posed": {"frames": 600, "camera": None, "sides": (150, 200), "roll": 0.0},
+}
+#: Detector configs: name -> [detector] table.
+_GATE = {"motion_gate": True}
+_EVERY = {"motion_gate": False, "detect_every": 1}
+CONFIGS: dict[str, dict[str, Any]] = {
+    "haar, periodic every 5": {"type": "haar", "motion_gate": False, "detect_every": 5},
+    "haar + gate (default before)": {"type": "haar", **_GATE},
+    "blazeface short + gate": {"type": "blazeface", "variant": "short", **_GATE, "align": "none"},
+    "blazeface short + gate, eyes": {"type": "blazeface", "variant": "short", **_GATE},
+    "blazeface short every frame": {"type": "blazeface", "variant": "short", **_EVERY},
+    "blazeface short every frame, eyes": {"type": "blazeface", "variant": "short", **_EVERY},
+    "blazeface full + gate": {"type": "blazeface", "variant": "full", **_GATE, "align": "none"},
+    "blazeface full + gate, eyes": {"type": "blazeface", "variant": "full", **_GATE},
+    "blazeface full every frame": {"type": "blazeface", "variant": "full", **_EVERY},
+    "blazeface full every frame, eyes": {"type": "blazeface", "variant": "full", **_EVERY},
+}
+for _name, _det in CONFIGS.items():
+    if _det["type"] == "blazeface" and "align" not in _det:
+        _det["align"] = "eyes" if _name.endswith("eyes") else "none"
+
+
+def ck_faces(ckplus: Path, n: int) -> tuple[list[np.ndarray], list[str]]:
+    """``n`` CK+48 faces with a FER2013 label (no contempt), the last frame of a sequence,
+    cycling through the classes, one subject at most once per class."""
+    from edge.contract import FER2013_LABELS
+
+    by_class: dict[str, list[tuple[str, str]]] = {}
+    with (ckplus / "labels.csv").open() as fh:
+        rows = list(csv.DictReader(fh))
+    last: dict[tuple[str, str], dict[str, str]] = {}
+    for r in rows:
+        if int(r["fer2013_id"]) < 0:
+            continue
+        key = (r["subject"], r["sequence"])
+        if key not in last or int(r["frame"]) > int(last[key]["frame"]):
+            last[key] = r
+    for (subject, _), r in sorted(last.items()):
+        by_class.setdefault(FER2013_LABELS[int(r["fer2013_id"])], []).append((subject, r["file"]))
+    faces, labels = [], []
+    classes = sorted(by_class)
+    used: set[str] = set()
+    k = 0
+    while len(faces) < n:
+        cls = classes[k % len(classes)]
+        pick = next(((s, f) for s, f in by_class[cls] if s not in used), by_class[cls][0])
+        used.add(pick[0])
+        img = cv2.imread(str(ckplus / pick[1]), cv2.IMREAD_GRAYSCALE)
+        faces.append(img)
+        labels.append(cls)
+        k += 1
+    return faces, labels
+
+
+def placements(spec: dict[str, Any], n_faces: int, seed: int = 3) -> list[Placement]:
+    """Faces coming and going in the left and right half of the frame (see module doc)."""
+    rng = np.random.default_rng(seed)
+    frames, (lo, hi), max_roll = spec["frames"], spec["sides"], spec["roll"]
+    out: list[Placement] = []
+    k = 0
+    for slot, (x0, x1) in enumerate(((0, 320), (320, 640))):
+        t = int(rng.integers(0, 15)) + 10 * slot
+        while k < n_faces:
+            length = int(rng.integers(55, 76))
+            if t + length > frames:
+                break
+            side = int(rng.integers(lo, hi + 1))
+            step = (1, 0) if rng.random() < 0.5 else (0, 1)
+            xmax = max(x0, x1 - side - 30)
+            x = int(rng.integers(x0, xmax + 1)) if xmax > x0 else x0
+            y = int(rng.integers(0, max(1, 480 - side - 30)))
+            roll = float(rng.uniform(-max_roll, max_roll)) if max_roll else 0.0
+            out.append(Placement(k, range(t, t + length), side, (x, y), step, 30, round(roll, 1)))
+            k += 1
+            t += length + int(rng.integers(8, 21))
+    return out
+
+
+def _matches(box: Any, p: Placement, frame: int) -> bool:
+    f = min(max(frame, p.frames.start), p.frames.stop - 1)
+    return hit(box, p.box(f))
+
+
+def device_answers(events: list[dict[str, Any]], pls: list[Placement], max_missed: int) -> list:
+    """The device's last reported emotion for each appearance (``None``: never reported)."""
+    out = []
+    for p in pls:
+        last = None
+        for e in events:
+            if p.frames.start <= e["frame"] <= p.frames.stop + max_missed + 1 and _matches(
+                e["bbox"], p, e["frame"]
+            ):
+                last = e["emotion"]
+        out.append(last)
+    return out
+
+
+def detection_scores(per_frame: list, pls: list[Placement]) -> dict[str, Any]:
+    """Recall (all faces and faces >= 80 px) and false positives per 1,000 frames."""
+    pairs = found = pairs80 = found80 = fp = 0
+    for p in pls:
+        for f in p.frames:
+            if f >= len(per_frame) or not p.inside(f):
+                continue
+            ok = any(hit(b, p.box(f)) for b in per_frame[f])
+            pairs += 1
+            found += ok
+            if p.side >= 80:
+                pairs80 += 1
+                found80 += ok
+    for f, boxes in enumerate(per_frame):
+        visible = [p.box(f) for p in pls if f in p.frames]
+        fp += sum(not any(hit(b, t) for t in visible) for b in boxes)
+    return {
+        "recall": round(found / max(1, pairs), 4),
+        "recall_80px": round(found80 / max(1, pairs80), 4),
+        "false_pos_per_1000_frames": round(fp * 1000 / max(1, len(per_frame)), 1),
+    }
+
+
+def run_edge(video: Path, det: dict[str, Any], tmp: Path) -> tuple[list, list, float]:
+    """Per-frame boxes, events and CPU ms per frame of one detector config."""
+    cfg = load_config(None, {"source": {"type": "file", "path": str(video)}, "detector": det})
+    per_frame: list[tuple[tuple[float, float, float, float], ...]] = []
+    cpu = [0.0]
+
+    def hook(rec: FrameRecord) -> None:
+        per_frame.append(rec.boxes)
+        cpu[0] += sum(rec.cpu_s)
+
+    ev_path = tmp / "ev.jsonl"
+    ev_path.unlink(missing_ok=True)
+    Pipeline(cfg, sinks=[JsonlSink(ev_path)], frame_hook=hook).run()
+    events = [json.loads(line) for line in ev_path.read_text().splitlines() if line]
+    return per_frame, events, cpu[0] / max(1, len(per_frame)) * 1e3
+
+
+def run_fer(python: str, video: Path, frames: int, tmp: Path) -> dict[str, Any]:
+    """fer_runner.py in fer's venv on the same core as this process."""
+    out = tmp / "fer.json"
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "CUDA_VISIBLE_DEVICES": ""}
+    cmd = [python, str(REPO / "bench" / "fer_runner.py"), str(video), str(frames), str(out)]
+    subprocess.run(cmd, check=True, env=env, cwd=tmp, stdout=subprocess.DEVNULL)
+    return json.loads(out.read_text())
+
+
+def fer_answers(rep: dict[str, Any], pls: list[Placement]) -> tuple[list, list]:
+    """fer's answer per appearance: last frame's top emotion, and the most frequent one."""
+    last, vote = [], []
+    for p in pls:
+        seen = [
+            emo
+            for f in p.frames
+            if f < len(rep["boxes"])
+            for box, emo in zip(rep["boxes"][f], rep["emotions"][f], strict=True)
+            if hit(box, p.box(f))
+        ]
+        last.append(seen[-1] if seen else None)
+        vote.append(Counter(seen).most_common(1)[0][0] if seen else None)
+    return last, vote
+
+
+def accuracy(answers: list, labels: list[str]) -> float:
+    return round(sum(a == t for a, t in zip(answers, labels, strict=True)) / len(labels), 4)
+
+
+def steady(video: Path, tmp: Path) -> dict[str, Any]:
+    """CPU per frame and recall of every config on the one-face benchmark video."""
+    truths = load_truth(video)
+    out = {}
+    for name, det in CONFIGS.items():
+        per_frame, _, cpu = run_edge(video, det, tmp)
+        found = sum(
+            any(hit(b, truths[i % len(truths)]) for b in boxes) for i, boxes in enumerate(per_frame)
+        )
+        fp = sum(
+            sum(not hit(b, truths[i % len(truths)]) for b in boxes)
+            for i, boxes in enumerate(per_frame)
+        )
+        out[name] = {
+            "cpu_ms_per_frame": round(cpu, 3),
+            "recall": round(found / len(per_frame), 4),
+            "false_positives": fp,
+        }
+        print(f"steady {name:36} {json.dumps(out[name])}", flush=True)
+    return out
+
+
+def main() -> None:
+    """Render the scenes, run every config (and fer), print and save the table."""
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--ckplus", type=Path, default=REPO.parent / "shared/data/ckplus")
+    ap.add_argument("--scenes", default="hard,posed", help="comma-separated")
+    ap.add_argument("--faces", type=int, default=40, help="face appearances per scene (at most)")
+    ap.add_argument("--configs", help="semicolon-separated subset of the config names")
+    ap.add_argument("--fer-python", help="python of fer's venv (omit: no fer column)")
+    ap.add_argument("--steady", type=Path, help="also the one-face benchmark video")
+    ap.add_argument("--write", type=Path, metavar="DIR", help="keep the scene videos here")
+    ap.add_argument("--json", type=Path, help="write the results here")
+    args = ap.parse_args()
+    if args.configs:
+        keep = set(args.configs.split(";"))
+        for name in list(CONFIGS):
+            if name not in keep:
+                del CONFIGS[name]
+    faces, labels = ck_faces(args.ckplus, args.faces)
+    result: dict[str, Any] = {
+        "command": " ".join(["python3", "bench/hard_scenes.py", *sys.argv[1:]]),
+        "cpu": os.sched_getaffinity(0).__repr__(),
+        "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "scenes": {},
+    }
+    max_missed = load_config(None).tracking.max_missed
+    with tempfile.TemporaryDirectory(prefix="hard-scenes-") as t:
+        tmp = Path(t)
+        for scene in args.scenes.split(","):
+            spec = SCENES[scene]
+            pls = placements(spec, len(faces))
+            truth = [labels[p.face_index] for p in pls]
+            cam: Camera | None = spec["camera"]
+            folder = args.write or tmp
+            folder.mkdir(parents=True, exist_ok=True)
+            video = write_video(
+                folder / f"{scene}.avi", render(faces, pls, spec["frames"], cam), FPS
+            )
+            res: dict[str, Any] = {
+                "frames": spec["frames"],
+                "appearances": len(pls),
+                "labels": dict(Counter(truth)),
+                "sides": [p.side for p in pls],
+                "rolls": [p.roll for p in pls],
+                "configs": {},
+            }
+            for name, det in CONFIGS.items():
+                per_frame, events, cpu = run_edge(video, det, tmp)
+                answers = device_answers(events, pls, max_missed)
+                r = {
+                    **detection_scores(per_frame, pls),
+                    "cpu_ms_per_frame": round(cpu, 3),
+                    "e2e_accuracy": accuracy(answers, truth),
+                    "reported": sum(a is not None for a in answers),
+                }
+                res["configs"][name] = r
+                print(f"{scene:6} {name:36} {json.dumps(r)}", flush=True)
+            if args.fer_python:
+                rep = run_fer(args.fer_python, video, spec["frames"], tmp)
+                last, vote = fer_answers(rep, pls)
+                boxes = [[tuple(b) for b in fb] for fb in rep["boxes"]]
+                res["fer"] = {
+                    **detection_scores(boxes, pls),
+                    "cpu_ms_per_frame": rep["per_frame_cpu_ms"]["with_decode"],
+                    "e2e_accuracy_last": accuracy(last, truth),
+                    "e2e_accuracy_vote": accuracy(vote, truth),
+                    "reported": sum(a is not None for a in last),
+                }
+                print(f"{scene:6} {'fer':36} {json.dumps(res['fer'])}", flush=True)
+            result["scenes"][scene] = res
+        if args.steady:
+            result["steady"] = steady(args.steady, tmp)
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        tmp_json = args.json.with_suffix(".tmp")
+        tmp_json.write_text(json.dumps(result, indent=2) + "\n")
+        tmp_json.replace(args.json)
+
+
+if __name__ == "__main__":
+    main()
