@@ -7,7 +7,7 @@ tests/facevideo.py's realistic camera, 640x480 at 15 fps:
   frames apart, at most two at a time), 60-260 px, head roll -20..+20 degrees, each drifting for 30
   frames then still; textured room, uneven light (a window: +-30 % from corner to corner),
   sensor noise of 4 gray levels, +-6 % exposure drift and a lamp step at frame 300;
-* ``posed`` (600 frames): the same faces upright, 150-200 px, on a plain, evenly lit, noise-free canvas
+* ``posed`` (900 frames): the same faces upright, 150-200 px, on a plain, evenly lit, noise-free canvas
   (the easy case, where posed photos are what the classifier was made for).
 
 Per detector config the pipeline runs in process on the MJPG file (pin the whole script to one
@@ -50,10 +50,9 @@ import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 from benchvideo import hit, load_truth  # noqa: E402
 from facevideo import REALISTIC, Camera, Placement, render, write_video  # noqa: E402
+from recall_scene import run_pipeline  # noqa: E402
 
-from edge.app import FrameRecord, Pipeline  # noqa: E402
 from edge.config import load_config  # noqa: E402
-from edge.publish.jsonl import JsonlSink  # noqa: E402
 
 FPS = 15.0
 HARD_CAMERA = dataclasses.replace(
@@ -61,7 +60,7 @@ HARD_CAMERA = dataclasses.replace(
 )
 SCENES: dict[str, dict[str, Any]] = {
     "hard": {"frames": 1200, "camera": HARD_CAMERA, "sides": (60, 260), "roll": 20.0},
-    "posed": {"frames": 600, "camera": None, "sides": (150, 200), "roll": 0.0},
+    "posed": {"frames": 900, "camera": None, "sides": (150, 200), "roll": 0.0},
 }
 #: Detector configs: name -> [detector] table.
 _GATE = {"motion_gate": True}
@@ -120,6 +119,8 @@ def placements(spec: dict[str, Any], n_faces: int, seed: int = 3) -> list[Placem
     rng = np.random.default_rng(seed)
     frames, (lo, hi), max_roll = spec["frames"], spec["sides"], spec["roll"]
     out: list[Placement] = []
+    # Sizes spread evenly over lo..hi (shuffled), so small faces are always among them.
+    sides = rng.permutation(np.linspace(lo, hi, n_faces).round().astype(int))
     k = 0
     for slot, (x0, x1) in enumerate(((0, 320), (320, 640))):
         t = int(rng.integers(0, 15)) + 10 * slot
@@ -127,7 +128,7 @@ def placements(spec: dict[str, Any], n_faces: int, seed: int = 3) -> list[Placem
             length = int(rng.integers(55, 76))
             if t + length > frames:
                 break
-            side = int(rng.integers(lo, hi + 1))
+            side = int(sides[k])
             step = (1, 0) if rng.random() < 0.5 else (0, 1)
             xmax = max(x0, x1 - side - 30)
             x = int(rng.integers(x0, xmax + 1)) if xmax > x0 else x0
@@ -183,19 +184,11 @@ def detection_scores(per_frame: list, pls: list[Placement]) -> dict[str, Any]:
 
 def run_edge(video: Path, det: dict[str, Any], tmp: Path) -> tuple[list, list, float]:
     """Per-frame boxes, events and CPU ms per frame of one detector config."""
-    cfg = load_config(None, {"source": {"type": "file", "path": str(video)}, "detector": det})
-    per_frame: list[tuple[tuple[float, float, float, float], ...]] = []
-    cpu = [0.0]
-
-    def hook(rec: FrameRecord) -> None:
-        per_frame.append(rec.boxes)
-        cpu[0] += sum(rec.cpu_s)
-
     ev_path = tmp / "ev.jsonl"
     ev_path.unlink(missing_ok=True)
-    Pipeline(cfg, sinks=[JsonlSink(ev_path)], frame_hook=hook).run()
+    _, per_frame, cpu = run_pipeline(video, det, ev_path)
     events = [json.loads(line) for line in ev_path.read_text().splitlines() if line]
-    return per_frame, events, cpu[0] / max(1, len(per_frame)) * 1e3
+    return per_frame, events, cpu / max(1, len(per_frame)) * 1e3
 
 
 def run_fer(python: str, video: Path, frames: int, tmp: Path) -> dict[str, Any]:

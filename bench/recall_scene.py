@@ -114,8 +114,12 @@ def write_scene(
     return write_video(path, render(faces, placements, N_FRAMES, camera))
 
 
-def run(video: Path, placements: list[Placement], det: dict[str, Any], tmp: Path) -> dict:
-    """Recall, waits, false positives, detector work and CPU of one detector config."""
+def run_pipeline(
+    video: Path, det: dict[str, Any], events: Path
+) -> tuple[Pipeline, list[tuple[tuple[float, float, float, float], ...]], float]:
+    """Run the pipeline in process on ``video`` with a ``[detector]`` table; events go to the
+    JSONL file ``events``. Returns the pipeline, each frame's boxes and the frame loop's
+    process CPU seconds."""
     cfg = load_config(None, {"source": {"type": "file", "path": str(video)}, "detector": det})
     per_frame: list[tuple[tuple[float, float, float, float], ...]] = []
     cpu = [0.0]
@@ -124,8 +128,14 @@ def run(video: Path, placements: list[Placement], det: dict[str, Any], tmp: Path
         per_frame.append(rec.boxes)
         cpu[0] += sum(rec.cpu_s)
 
-    pipe = Pipeline(cfg, sinks=[JsonlSink(tmp / "ev.jsonl")], frame_hook=hook)
+    pipe = Pipeline(cfg, sinks=[JsonlSink(events)], frame_hook=hook)
     pipe.run()
+    return pipe, per_frame, cpu[0]
+
+
+def run(video: Path, placements: list[Placement], det: dict[str, Any], tmp: Path) -> dict:
+    """Recall, waits, false positives, detector work and CPU of one detector config."""
+    pipe, per_frame, cpu_s = run_pipeline(video, det, tmp / "ev.jsonl")
     finder = pipe.finder
     assert finder is not None
     pairs = found = fp = 0
@@ -155,7 +165,7 @@ def run(video: Path, placements: list[Placement], det: dict[str, Any], tmp: Path
         "motion_skipped_frames": finder.motion_skipped,
         "motion_searched_frame_areas": round(finder.motion_area, 2),
         "frames": len(per_frame),
-        "cpu_ms_per_frame": round(cpu[0] / max(1, len(per_frame)) * 1e3, 3),
+        "cpu_ms_per_frame": round(cpu_s / max(1, len(per_frame)) * 1e3, 3),
     }
 
 

@@ -66,6 +66,10 @@ class Variant:
             110 px in a full 640x480 pass score 0.44-0.7, of 180 px and more 0.84-0.93).
         box_shift: The reported box's centre is moved up by this fraction of its side (see
             :func:`BlazeFaceDetector._detect`).
+        max_face: Largest face side the model finds reliably, as a fraction of its input:
+            a region search around a followed face is widened so the face is at most this
+            large in it (the full-range model, made for distant faces, misses a face that fills
+            the 1.6x region; measured on bench/hard_scenes.py).
     """
 
     name: str
@@ -76,6 +80,7 @@ class Variant:
     interpolated: bool
     score_threshold: float
     box_shift: float
+    max_face: float
 
     @property
     def num_anchors(self) -> int:
@@ -93,6 +98,7 @@ VARIANTS: dict[str, Variant] = {
         True,
         0.6,
         0.10,
+        1.0,
     ),
     "full": Variant(
         "full",
@@ -103,6 +109,7 @@ VARIANTS: dict[str, Variant] = {
         False,
         0.6,
         0.05,
+        0.35,
     ),
 }
 
@@ -292,7 +299,21 @@ class BlazeFaceDetector(FaceDetector):
         *,
         roi_face_px: int | None = None,
     ) -> list[Detection]:
-        """As :meth:`FaceDetector.detect`; a full-frame pass also searches the tiles."""
+        """As :meth:`FaceDetector.detect`; a full-frame pass also searches the tiles, a region
+        around a followed face is widened to the variant's :attr:`Variant.max_face`."""
+        if roi is not None and face_side and self.variant.max_face < 1.0:
+            x, y, w, h = roi
+            need = face_side / self.variant.max_face
+            if max(w, h) < need:
+                fh, fw = gray.shape[:2]
+                cx, cy = x + w / 2.0, y + h / 2.0
+                x0, y0 = max(0, round(cx - need / 2)), max(0, round(cy - need / 2))
+                roi = (
+                    x0,
+                    y0,
+                    min(fw, round(cx + need / 2)) - x0,
+                    min(fh, round(cy + need / 2)) - y0,
+                )
         found = super().detect(gray, roi, face_side, roi_face_px=roi_face_px)
         if roi is not None or self.tiles < 2:
             return found
