@@ -98,6 +98,11 @@ class FaceDetector(ABC):
 
     #: Registry key (``haar``, ``yunet``, ``blazeface``).
     type: ClassVar[str] = ""
+    #: Whether a full-frame pass finds every face a region search would (true for the OpenCV
+    #: detectors, which search the downscaled frame at every scale; false for BlazeFace, whose
+    #: small input makes small faces too small in a full pass). The scheduler searches the
+    #: regions of followed faces and of motion on full passes too when this is false.
+    full_pass_finds_all: ClassVar[bool] = True
 
     def __init__(
         self, *, detect_width: int = 320, min_face: int = 40, roi_face_px: int = 32

@@ -225,6 +225,7 @@ class BlazeFaceDetector(FaceDetector):
     """
 
     type = "blazeface"
+    full_pass_finds_all = False
 
     def __init__(
         self,

@@ -32,7 +32,8 @@ wide (see :class:`~edge.detect.base.FaceDetector`); when that cheap search misse
 region is searched once more at the full-frame scale. Overlapping hits are merged. On a full
 pass, a followed face the pass did not find is also searched in its region: a detector that
 letterboxes the whole frame into a small input (BlazeFace) can miss a small face there that it
-finds in the region.
+finds in the region; for the same reason such a detector (``full_pass_finds_all = False``) also
+searches the frame's moving regions when the motion gate runs a full pass.
 """
 
 from __future__ import annotations
@@ -143,6 +144,8 @@ class FaceFinder:
                 if not any(iou(d.bbox, box) >= _SAME_FACE_IOU for d in found):
                     self.full_rescues += 1
                     _merge(found, self._search_region(gray, box, fw, fh, force_full=False))
+            for region in regions:
+                _merge(found, self.detector.detect(gray, region))
             return found
         self._since_full += 1
         self.roi_runs += 1
@@ -180,11 +183,14 @@ class FaceFinder:
         # Always update, also before a full pass: the reference must be the previous frame.
         ignore = [self._roi(b, MOTION_IGNORE_SCALE, fw, fh) for b in tracked]
         moved = self.motion.update(gray, ignore)
-        if self._force_full or moved is None:
-            return True, []
-        if self._since_full + 1 >= self.full_every:
-            self.periodic_full_runs += 1
-            return True, []
+        if self._force_full or moved is None or self._since_full + 1 >= self.full_every:
+            if not (self._force_full or moved is None):
+                self.periodic_full_runs += 1
+            if moved is None or not moved.regions or self.detector.full_pass_finds_all:
+                return True, []
+            # This frame's motion is seen once only (the next frame compares with this one):
+            # a detector whose full pass misses small faces searches it as well.
+            return True, _union_overlapping([self._expand(r, fw, fh) for r in moved.regions])
         if not moved.regions:
             return False, []
         regions = _union_overlapping([self._expand(r, fw, fh) for r in moved.regions])
