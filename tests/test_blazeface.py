@@ -229,8 +229,11 @@ def test_detector_tables_are_typed_plugins() -> None:
     # The motion gate and region search work with it like with Haar.
     finder = create_finder(cfg.detector, det)
     assert finder.motion is not None
-    # A table without type is the default detector, as before.
-    assert validate_config({"detector": {"min_face": 50}}).detector.type == "haar"
+    # A table without type is the default detector, BlazeFace; one that sets a Haar-only key
+    # was written for Haar (the default before) and stays Haar.
+    assert validate_config({"detector": {"min_face": 50}}).detector.type == "blazeface"
+    old = validate_config({"detector": {"min_face": 50, "detect_width": 240}}).detector
+    assert old.type == "haar" and old.detect_width == 240
     with pytest.raises(ConfigError) as e:
         validate_config({"detector": {"type": "haar", "variant": "short", "model": "y.onnx"}})
     msg = str(e.value)

@@ -5,7 +5,7 @@
 search, ``detect_every``) are shared by every type (:class:`DetectorCommon`); the rest belong to
 one type, and each class rejects unknown keys, so a YuNet key on a Haar detector is an error that
 names the keys valid for ``haar``. A table without ``type`` is the default type
-(:data:`DEFAULT_DETECTOR`). The main tree (``edge/config.py``) embeds the union; its error
+(:data:`DEFAULT_DETECTOR`), or ``haar`` when it sets a key only Haar has. The main tree (``edge/config.py``) embeds the union; its error
 messages are derived from it (:func:`detector_types`), never from a hand-kept list.
 """
 
@@ -16,9 +16,10 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter
 
-#: The detector a ``[detector]`` table without ``type`` gets (see docs/PERFORMANCE.md for the
-#: measurements behind the choice).
-DEFAULT_DETECTOR = "haar"
+#: The detector a ``[detector]`` table without ``type`` gets: BlazeFace short range with the
+#: motion gate (docs/PERFORMANCE.md, "Detectors on hard scenes": recall 1.000 vs 0.961 for the
+#: gated Haar on the hard scene, less CPU per frame on both scenes).
+DEFAULT_DETECTOR = "blazeface"
 
 
 class DetectorCommon(BaseModel):
@@ -140,7 +141,9 @@ class _Downscaled(DetectorCommon):
 class HaarConfig(_Downscaled):
     """OpenCV's bundled frontal-face Haar cascade (no extra files, no landmarks)."""
 
-    type: Literal["haar"] = Field("haar", description="Detector type: OpenCV's Haar cascade.")
+    type: Literal["haar"] = Field(
+        "haar", description="Detector type: OpenCV's Haar cascade (frontal faces, no keypoints)."
+    )
     cascade: str = Field(
         "haarcascade_frontalface_default.xml",
         description="Cascade file name in OpenCV's data folder, or a path.",
@@ -170,7 +173,9 @@ class BlazeFaceConfig(DetectorCommon):
     """MediaPipe's BlazeFace (bundled TFLite models) with six keypoints per face."""
 
     type: Literal["blazeface"] = Field(
-        description="Detector type: BlazeFace on the TFLite interpreter (bundled, Apache-2.0)."
+        "blazeface",
+        description="Detector type: BlazeFace on the TFLite interpreter (bundled, Apache-2.0; "
+        "the default).",
     )
     variant: Literal["short", "full"] = Field(
         "short",
@@ -211,10 +216,18 @@ class BlazeFaceConfig(DetectorCommon):
     )
 
 
+#: Keys only Haar has: a table without ``type`` that sets one was written for Haar (the only
+#: detector that needed no ``type`` before BlazeFace became the default) and stays Haar.
+_HAAR_ONLY = frozenset(HaarConfig.model_fields) - frozenset(BlazeFaceConfig.model_fields) - {"type"}
+
+
 def _default_type(value: Any) -> Any:
-    """A ``[detector]`` table without ``type`` is the default detector."""
+    """A ``[detector]`` table without ``type`` is the default detector, or Haar when it sets a
+    Haar-only key (``detect_width``, ``cascade``, ...), so configs written before the default
+    changed keep the detector they were written for."""
     if isinstance(value, dict) and "type" not in value:
-        return {"type": DEFAULT_DETECTOR, **value}
+        kind = "haar" if _HAAR_ONLY & set(value) else DEFAULT_DETECTOR
+        return {"type": kind, **value}
     return value
 
 
