@@ -151,6 +151,21 @@ def test_full_pass_keeps_a_followed_face_it_cannot_see(
     assert finder.full_rescues == 1 and any(_on_face(d, 90) for d in found)
 
 
+def test_gated_full_pass_also_searches_what_moved(
+    ck_faces: list[np.ndarray], short: BlazeFaceDetector
+) -> None:
+    # A small face appears on a frame where a full pass is due (here: forced, as after a lost
+    # face). The full pass cannot see it, and the next frame compares with this one, so its
+    # motion is searched in the same frame or never.
+    finder = create_finder(detector_config(type="blazeface"), short)
+    assert finder.find(blank(), []) == []  # first frame: full pass, motion reference
+    c = blank()
+    place(c, ck_faces[1], X, Y, 90)
+    finder._force_full = True
+    found = finder.find(c, [])
+    assert finder.full_runs == 2 and any(_on_face(d, 90) for d in found), found
+
+
 def test_sample_video_one_face_per_frame_like_haar() -> None:
     from edge.config import default_sample_path
 
