@@ -1,7 +1,7 @@
 """Hard scenes: detection and end-to-end emotion accuracy per detector, beside the ``fer`` package.
 
 Scenes are generated at run time from real CK+48 faces (labelled, never stored) on
-tests/facevideo.py's realistic camera, 640x480 at 15 fps:
+edge/testing/facevideo.py's realistic camera, 640x480 at 15 fps:
 
 * ``hard`` (1200 frames): faces come and go in two halves of the frame (55-75 frames each, 8-20
   frames apart, at most two at a time), 60-260 px, head roll -20..+20 degrees, each drifting for 30
@@ -46,15 +46,15 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO), str(REPO / "tests"), str(REPO / "bench")]
+sys.path[:0] = [str(REPO), str(REPO / "bench")]
 
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 from benchvideo import hit, load_truth  # noqa: E402
-from facevideo import REALISTIC, Camera, Placement, render, write_video  # noqa: E402
 from recall_scene import run_pipeline  # noqa: E402
 
 from edge.config import load_config  # noqa: E402
+from edge.testing.facevideo import REALISTIC, Camera, Placement, render, write_video  # noqa: E402
 
 FPS = 15.0
 HARD_CAMERA = dataclasses.replace(

@@ -10,7 +10,6 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from facevideo import blank, place
 
 from edge.cli import main
 from edge.config import load_config, validate_config
@@ -19,6 +18,7 @@ from edge.detect import BlazeFaceDetector, HaarDetector, create_detector, create
 from edge.detect.blazeface import VARIANTS, bundled_model_path, ssd_anchors
 from edge.detect.config import detector_config
 from edge.errors import ConfigError, DetectorError, ModelError
+from edge.testing.facevideo import blank, place
 from edge.track import iou
 
 X, Y = 220, 110  # where the pasted face's box starts
