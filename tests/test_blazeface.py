@@ -326,3 +326,11 @@ def test_bad_model_exits_2_with_nothing_started(tmp_path: Path, capsys) -> None:
         assert out == "" and not jsonl.exists()  # no event, no sink opened
         assert main(["validate-config", str(toml)]) == 2
         assert message in capsys.readouterr().err
+
+
+def test_max_face_drops_boxes_taller_than_the_limit(ck_faces: list[np.ndarray]) -> None:
+    c = blank()
+    place(c, ck_faces[2], 150, 20, 300)
+    assert any(d.h > 200 for d in BlazeFaceDetector("short").detect(c))
+    capped = BlazeFaceDetector("short", max_face=0.4)  # 0.4 x 480 = 192 px
+    assert capped.detect(c) == [] and capped.detect(c, (100, 0, 400, 400)) == []

@@ -211,6 +211,15 @@ class BlazeFaceConfig(DetectorCommon):
         "(1: the whole frame only). 2 costs 5 model runs per full pass instead of 1; with the "
         "motion gate that is one pass per full_every frames.",
     )
+    max_face: float = Field(
+        1.0,
+        gt=0.1,
+        le=1.0,
+        description="Drop boxes taller than this fraction of the frame (1: none). At the "
+        "whole-frame scale a textured wall can pass for a face of 80-90 % of the frame height; "
+        "0.75 removed most such boxes on the hard-long scene but cost some recall "
+        "(docs/PERFORMANCE.md).",
+    )
     interpreter_threads: int = Field(
         1, ge=1, le=64, description="TFLite interpreter threads for the detector."
     )
