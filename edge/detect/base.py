@@ -31,9 +31,8 @@ class Detection:
         h: Height.
         score: Detector confidence in 0..1 (Haar has no calibrated score and reports 1.0).
         keypoints: Facial landmarks ``((x, y), ...)`` in full-frame pixels, in the order of
-            :data:`KEYPOINTS` (BlazeFace's six), or ``()`` for detectors without landmarks
-            (Haar, YuNet here). Eye alignment (:func:`edge.contract.crop_face`) uses the first
-            two.
+            :data:`KEYPOINTS` (BlazeFace: all six; YuNet: the first three; Haar: none, ``()``).
+            Eye alignment (:func:`edge.contract.crop_face`) uses the first two.
     """
 
     x: float
