@@ -234,6 +234,7 @@ def _engine(distribute: str | None, precision: str) -> Engine:
     if distribute == "multiworker":
         cluster, kind, index = tf_config_task()
         strategy = tf.distribute.MultiWorkerMirroredStrategy()
+        _fix_keras_multiworker()
         workers = sum(len(cluster.get(k, [])) for k in ("chief", "worker"))
         # Without a "chief" task, worker 0 is the chief (TensorFlow's convention).
         if kind == "worker" and index == 0 and "chief" not in cluster:
@@ -251,6 +252,51 @@ def _engine(distribute: str | None, precision: str) -> Engine:
     if strategy.num_replicas_in_sync == 1:
         log.warning("--distribute mirrored found one device: training runs on 1 replica")
     return Engine(strategy, "mirrored", 1, ("chief", 0), precision)
+
+
+def _fix_keras_multiworker() -> None:
+    """Make Keras 3.15's ``fit`` run under ``MultiWorkerMirroredStrategy``.
+
+    Keras 3 has two bugs there (keras-team/keras#20585, open; TensorFlow's own multi-worker
+    tutorial fails the same way): ``fit`` reduces a sample batch across workers only to learn its
+    shapes (a reduce that fails on ``PerReplica`` values), and it reduces each step's scalar logs
+    with ``axis=0`` (invalid for a scalar). Both are replaced, for this process only (it is a
+    multiworker process): the shapes come from the local replica's batch, and the logs are
+    averaged over the workers (each worker's metric covers the same number of samples).
+    """
+    import tensorflow as tf
+    from keras.src import tree
+    from keras.src.backend.tensorflow import trainer as tf_trainer
+
+    if getattr(tf_trainer, "_fer_multiworker_fix", False):
+        return
+    reduce_orig = tf_trainer.reduce_per_replica
+
+    def reduce_per_replica(values: Any, strategy: Any, reduction: str) -> Any:
+        if reduction in ("auto", "mean") and tf_trainer._collective_all_reduce_multi_worker(
+            strategy
+        ):
+            return tree.map_structure(lambda v: strategy.reduce("MEAN", v, axis=None), values)
+        return reduce_orig(values, strategy, reduction)
+
+    def maybe_symbolic_build(self: Any, iterator: Any = None, data_batch: Any = None) -> None:
+        if iterator is not None:
+            for _, _, it in iterator:
+                data_batch = tree.map_structure(
+                    lambda v: (
+                        self.distribute_strategy.experimental_local_results(v)[0]
+                        if isinstance(v, tf.distribute.DistributedValues)
+                        else v
+                    ),
+                    next(it),
+                )
+                break
+        with self.distribute_strategy.scope():
+            self._symbolic_build(data_batch=data_batch)
+
+    tf_trainer.reduce_per_replica = reduce_per_replica
+    tf_trainer.TensorFlowTrainer._maybe_symbolic_build = maybe_symbolic_build
+    tf_trainer._fer_multiworker_fix = True
 
 
 def export_float32(path: Path, arch: str, num_classes: int) -> bool:
