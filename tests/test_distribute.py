@@ -8,7 +8,6 @@ import csv
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -130,33 +129,16 @@ def test_mirrored_on_two_logical_cpus_matches_one_device(
     _assert_matches_single(run, single_run, replicas=2, workers=1)
 
 
-def _free_ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
-
-
 def test_multiworker_two_local_processes_match_one_device(
     tmp_path: Path, fer_slice_csv: Path, single_run: Path
 ) -> None:
     """A two-worker cluster on loopback ports, each worker a process with one CPU device; worker
     0 is the chief and writes the run, worker 1 removes its own folder at the end."""
     run = tmp_path / "mw"
-    cluster = {"worker": [f"127.0.0.1:{p}" for p in _free_ports(2)]}
+    from train.distribute import localhost_cluster
+
     args = [*SMALL, "--data", str(fer_slice_csv), "--distribute", "multiworker", "--out", str(run)]
-    procs = [
-        subprocess.Popen(
-            _cli(args),
-            env=_env(
-                TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}})
-            ),
-        )  # fmt: skip
-        for i in range(2)
-    ]
+    procs = [subprocess.Popen(_cli(args), env=_env(TF_CONFIG=c)) for c in localhost_cluster(2)]
     try:
         codes = [p.wait(timeout=600) for p in procs]
     finally:

@@ -119,6 +119,28 @@ def tf_config_task() -> tuple[dict[str, list[str]], str, int]:
     return cluster, kind, index
 
 
+def localhost_cluster(workers: int) -> list[str]:
+    """``TF_CONFIG`` of each process of a ``workers``-process cluster on this machine.
+
+    Rehearses a multi-machine run on one machine (the tests and ``bench/train_speed.py`` use it):
+    the ports were free on 127.0.0.1 a moment ago, held together so they differ.
+    """
+    import socket
+
+    socks = [socket.socket(socket.AF_INET, socket.SOCK_STREAM) for _ in range(workers)]
+    try:
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        cluster = {"worker": [f"127.0.0.1:{s.getsockname()[1]}" for s in socks]}
+    finally:
+        for s in socks:
+            s.close()
+    return [
+        json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}})
+        for i in range(workers)
+    ]
+
+
 @dataclass
 class Engine:
     """Where and how one training process computes: its strategy, place and precision."""
