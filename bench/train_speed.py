@@ -14,7 +14,8 @@ Every mode trains the registry model with the same compile, the same augmented i
 goes to stdout and, with ``--out``, into a JSON file.
 
     nice -n 5 python3 bench/train_speed.py --csv ../shared/data/fer2013/fer2013-train-publictest.csv.gz \\
-        --arch bagga_cnn1 mahastama_stacked_cnn --out docs/perf/train_speed.json
+        --arch bagga_cnn1 mahastama_stacked_cnn --out docs/perf/train_speed.json \\
+        --markdown docs/TRAINING.md
 """
 
 from __future__ import annotations
@@ -132,6 +133,37 @@ def _run_mode(args: argparse.Namespace, arch: str, mode: str) -> dict[str, Any]:
     return next(d for d in docs if d["chief"])
 
 
+def markdown_table(doc: dict[str, Any]) -> str:
+    """The steps/s table of a results document (one row per arch, one column per mode)."""
+    rows = doc["rows"]
+    modes = [m for m in MODES if any(r["mode"] == m for r in rows)]
+    label = {
+        "single": "one device, float32",
+        "mirrored": "mirrored, 2 logical CPUs",
+        "multiworker": "multiworker, 2 processes",
+        "bf16": "one device, mixed_bfloat16",
+    }
+    head = "| architecture | params | " + " | ".join(label[m] for m in modes) + " |"
+    lines = [head, "| --- | ---: | " + " | ".join("---:" for _ in modes) + " |"]
+    for arch in dict.fromkeys(r["arch"] for r in rows):
+        by = {r["mode"]: r for r in rows if r["arch"] == arch}
+        cells = [
+            f"{by[m]['steps_per_s']:.3g} ({by[m]['s_per_step']:.3g} s)" if m in by else "-"
+            for m in modes
+        ]
+        lines.append(f"| `{arch}` | {next(iter(by.values()))['params']:,} | " + " | ".join(cells) + " |")  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
+def _update_markdown(path: Path, table: str) -> None:
+    begin, end = "<!-- train_speed:begin -->", "<!-- train_speed:end -->"
+    text = path.read_text()
+    if begin not in text or end not in text:
+        raise SystemExit(f"{path}: no {begin} ... {end} markers")
+    head, rest = text.split(begin, 1)
+    path.write_text(head + begin + "\n" + table + end + rest.split(end, 1)[1])
+
+
 def main(argv: list[str] | None = None) -> int:
     """Measure every (arch, mode); print JSON lines; write ``--out``."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -143,12 +175,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--steps", type=int, default=5, help="timed steps")
     ap.add_argument("--faces", type=int, default=2000, help="Training faces in the pipeline")
     ap.add_argument("--out", type=Path, help="JSON file for the results")
+    ap.add_argument("--markdown", type=Path, help="Markdown file whose train_speed table to update")
+    ap.add_argument("--replot", action="store_true", help="only redo --markdown from --out")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--mode", choices=MODES, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.child:
         args.arch = args.arch[0]
         return _child(args)
+    if args.replot:
+        if not (args.out and args.markdown):
+            raise SystemExit("--replot needs --out (the results) and --markdown")
+        _update_markdown(args.markdown, markdown_table(json.loads(args.out.read_text())))
+        return 0
     rows, load0 = [], os.getloadavg()
     for arch in args.arch:
         for mode in args.modes:
@@ -164,6 +203,8 @@ def main(argv: list[str] | None = None) -> int:
             "rows": rows,
         }
         args.out.write_text(json.dumps(doc, indent=2) + "\n")
+        if args.markdown:
+            _update_markdown(args.markdown, markdown_table(doc))
     return 0
 
 
