@@ -218,8 +218,9 @@ class Engine:
         return model
 
     def export(self, path: Path, arch: str, num_classes: int) -> None:
-        """The chief's mixed-precision ``model.keras`` as float32 (:func:`export_float32`)."""
-        if self.precision != "float32" and self.is_chief:
+        """The chief's ``model.keras`` as float32 (:func:`export_float32`), checked whatever
+        ``--precision`` says: a run resumed with another precision keeps its first policy."""
+        if self.is_chief:
             export_float32(path, arch, num_classes)
 
     def leave(self, run: Path) -> dict[str, Any]:
