@@ -48,14 +48,17 @@ def _history(run: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
-def test_kill_9_mid_epoch_resumes_from_the_last_backup(tmp_path: Path, fer_slice_csv: Path) -> None:
+def test_kill_9_mid_epoch_resumes_from_the_last_backup(
+    tmp_path: Path, fer_slice_csv: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     """``kill -9`` in the middle of epoch 2; ``--resume`` restores the last step backup and runs
     only the rest of that epoch: the optimizer ends at exactly epochs x steps updates (Keras's
     own BackupAndRestore would replay the epoch from its first step), and history.csv has each
     epoch once."""
     run = tmp_path / "run"
     args = ["--arch", "bagga_cnn1", "--data", str(fer_slice_csv), "--limit", "1200", "--batch", "16", "--epochs", "2", "--no-augment", "--backup-every", "3", "--out", str(run)]  # fmt: skip
-    proc = subprocess.Popen(_cli(args), env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    log = (tmp_path / "killed.log").open("w")  # a file, not a pipe nobody reads while it runs
+    proc = subprocess.Popen(_cli(args), env=_env(), stdout=subprocess.DEVNULL, stderr=log)
     meta = run / "backup" / "backup.json"
     deadline = time.time() + 300
     try:
@@ -68,11 +71,12 @@ def test_kill_9_mid_epoch_resumes_from_the_last_backup(tmp_path: Path, fer_slice
                 if point.get("epoch") == 1 and point.get("steps", 0) >= 6:
                     break
             time.sleep(0.02)
-        assert proc.poll() is None, f"training ended before the kill: {proc.stderr.read() if proc.stderr else ''}"  # fmt: skip
+        assert proc.poll() is None, "training ended before the kill: " + (tmp_path / "killed.log").read_text()[-2000:]  # fmt: skip
         proc.send_signal(signal.SIGKILL)
     finally:
         proc.kill()
         proc.wait()
+        log.close()
     point = json.loads(meta.read_text())  # the last backup the killed process finished
     assert point["epoch"] == 1 and 6 <= point["steps"]
     state = json.loads((run / "state.json").read_text())
@@ -80,7 +84,9 @@ def test_kill_9_mid_epoch_resumes_from_the_last_backup(tmp_path: Path, fer_slice
     steps_per_epoch = -(-json.loads((run / "config.json").read_text())["data"]["train_rows"] // 16)
     assert point["steps"] < steps_per_epoch
 
+    caplog.set_level("INFO", logger="train")
     assert main(["train", *args, "--resume"]) == 0
+    assert f"restored the backup of epoch 2 after step {point['steps']} " in caplog.text
     assert [int(r["epoch"]) for r in _history(run)] == [0, 1]
     import keras
 
