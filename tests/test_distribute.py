@@ -284,3 +284,35 @@ def test_trim_history_drops_epochs_to_be_retrained(tmp_path: Path) -> None:
     assert h.read_text() == "epoch,accuracy,loss\n0,0.2,1.9\n1,0.3,1.8\n"
     trim_history(h, 5)
     assert h.read_text().count("\n") == 3
+
+
+def test_per_replica_batch_scales_batch_and_lr() -> None:
+    """--per-replica-batch: TF's GLOBAL_BATCH_SIZE = BATCH_SIZE_PER_REPLICA * replicas, and the
+    learning rate scaled alike; without it --batch is global and must split evenly."""
+    from types import SimpleNamespace
+
+    from edge.errors import ConfigError
+    from train.distribute import Engine
+    from train.train import TrainOptions
+
+    eng = Engine(SimpleNamespace(num_replicas_in_sync=4), "mirrored", 1, ("chief", 0), "float32")
+    opts = TrainOptions(arch="bagga_cnn1", data="x", out="x", batch=32, lr=1e-3, distribute="mirrored")  # fmt: skip
+    assert eng.describe(opts)["global_batch"] == 32 and eng.describe(opts)["per_replica_batch"] == 8  # fmt: skip
+    scaled = eng.effective(TrainOptions(**{**opts.__dict__, "per_replica_batch": True}))
+    assert scaled.batch == 128 and scaled.lr == pytest.approx(4e-3)
+    with pytest.raises(ConfigError, match="does not split over 4 replicas"):
+        eng.effective(TrainOptions(**{**opts.__dict__, "batch": 30}))
+
+
+def test_fit_phases_after_a_mid_epoch_backup(tmp_path: Path) -> None:
+    """Rest of the backed-up epoch first, then the others; a backup of a finished epoch is stale."""
+    from train.distribute import fit_phases
+
+    assert fit_phases(tmp_path, 0, 5) == [(0, 5, 0)]
+    (tmp_path / "backup").mkdir()
+    (tmp_path / "backup" / "backup.json").write_text('{"epoch": 2, "steps": 40, "weights": "w"}')
+    assert fit_phases(tmp_path, 2, 5) == [(2, 3, 40), (3, 5, 0)]
+    assert fit_phases(tmp_path, 2, 3) == [(2, 3, 40)]
+    assert fit_phases(tmp_path, 3, 5) == [(3, 5, 0)]  # epoch 3 is done: stale, removed
+    assert not (tmp_path / "backup").exists()
+    assert fit_phases(tmp_path, 5, 5) == []
