@@ -279,11 +279,13 @@ def test_trim_history_drops_epochs_to_be_retrained(tmp_path: Path) -> None:
     from train.distribute import trim_history
 
     h = tmp_path / "history.csv"
-    h.write_text("epoch,accuracy,loss\n0,0.2,1.9\n1,0.3,1.8\n2,0.31,1.7\n")
+    h.write_bytes(
+        b"epoch,accuracy,loss\r\n0,0.2,1.9\r\n1,0.3,1.8\r\n2,0.31,1.7\r\n"
+    )  # as CSVLogger
     trim_history(h, 2)
-    assert h.read_text() == "epoch,accuracy,loss\n0,0.2,1.9\n1,0.3,1.8\n"
+    assert h.read_bytes() == b"epoch,accuracy,loss\r\n0,0.2,1.9\r\n1,0.3,1.8\r\n"
     trim_history(h, 5)
-    assert h.read_text().count("\n") == 3
+    assert h.read_bytes().count(b"\n") == 3
 
 
 def test_per_replica_batch_scales_batch_and_lr() -> None:

@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import io
 import json
 import logging
 import os
@@ -416,8 +417,9 @@ def trim_history(path: Path, first_epoch: int) -> None:
     keep = [rows[0], *(r for r in rows[1:] if r and int(r[i]) < first_epoch)]
     if len(keep) != len(rows):
         log.info("%s: dropping %d rows of epochs to be trained again", path, len(rows) - len(keep))
-        lines = [",".join(r) for r in keep]
-        write_text_atomic(path, "\n".join(lines) + "\n")
+        buf = io.StringIO()
+        csv.writer(buf).writerows(keep)  # the csv module's line ends, as Keras's CSVLogger
+        write_text_atomic(path, buf.getvalue())
 
 
 def _backup_class() -> type:
