@@ -55,8 +55,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from edge.atomic import write_text_atomic
 from edge.errors import ConfigError, DataError
-from train.evaluate import write_json, write_text_atomic
+from train.metrics import write_json
 
 log = logging.getLogger(__name__)
 
