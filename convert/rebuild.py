@@ -71,6 +71,14 @@ def check_classifier(model: Any, path: str | Path) -> tuple[str, int]:
     out_shape = tuple(outputs[0].shape)
     if len(out_shape) != 2 or out_shape[1] is None or int(out_shape[1]) < 2:
         raise ModelError(f"{path}: output shape {out_shape} is not (None, classes>=2)")
+    policies = {layer.dtype_policy.name for layer in model.layers if hasattr(layer, "dtype_policy")}
+    mixed = sorted(policies - {"float32"})
+    if mixed:
+        # Its 16-bit compute would fail the float32 rebuild check with a misleading message.
+        raise ModelError(
+            f"{path}: computes in {', '.join(mixed)} (a mixed-precision checkpoint); convert the "
+            "run's model.keras, which fer-train exports in float32 when training ends"
+        )
     arch = str(model.name)
     try:
         get_spec(arch)

@@ -124,8 +124,41 @@ def add_train_parser(sub: Any) -> None:
         metavar="T",
         help="soften the teacher's output as softmax(logits / T) (with --teacher)",
     )
+    add_distribute_arguments(t)
     t.add_argument("--out", required=True, help="run folder to create")
     t.set_defaults(func=_cmd_train)
+
+
+def add_distribute_arguments(t: Any) -> None:
+    """``--distribute``, ``--per-replica-batch``, ``--precision``, ``--backup-every``
+    (:mod:`train.distribute`)."""
+    from train.distribute import PRECISIONS, STRATEGIES
+
+    t.add_argument(
+        "--distribute",
+        choices=STRATEGIES,
+        help="tf.distribute strategy: mirrored (every local GPU) or multiworker (the cluster in "
+        "TF_CONFIG; every worker runs the same command). --batch stays the global batch",
+    )
+    t.add_argument(
+        "--per-replica-batch",
+        action="store_true",
+        help="with --distribute: --batch is per replica, the global batch is batch x replicas "
+        "and --lr is scaled by replicas (linear scaling rule)",
+    )
+    t.add_argument(
+        "--precision",
+        default="float32",
+        choices=PRECISIONS,
+        help="Keras mixed precision policy; model.keras is exported in float32 at the end",
+    )
+    t.add_argument(
+        "--backup-every",
+        type=int,
+        metavar="N",
+        help="back up weights and optimizer every N steps (RUN/backup); --resume after a crash "
+        "continues from the last backup, mid-epoch",
+    )
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
@@ -161,9 +194,16 @@ def _cmd_train(args: argparse.Namespace) -> int:
         teacher_tta=args.teacher_tta,
         teacher_mix=args.teacher_mix,
         teacher_temperature=args.teacher_temperature,
+        distribute=args.distribute,
+        per_replica_batch=args.per_replica_batch,
+        precision=args.precision,
+        backup_every=args.backup_every,
         command=shlex.join(["fer-train", *getattr(args, "argv", [])]),
     )
     metrics = train_run(opts)
+    if "worker" in metrics:  # a multiworker run's non-chief process
+        print(f"{args.arch}: worker {metrics['worker']} done; the chief wrote {args.out}")
+        return 0
     split = opts.val_usage if opts.protocol == "leak-free" else "seed002 random test split"
     if "accuracy" in metrics:
         print(

@@ -23,7 +23,6 @@ import logging
 import os
 import shlex
 import shutil
-import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -40,6 +39,8 @@ from train.data.augment import NONE, AugmentConfig, build_augmenter
 from train.data.dedup import leak_free_train, rows_with_twin
 from train.data.fer2013 import TRAIN_VAL
 from train.data.sampling import fold_groups, kfold_indices, oversample, stratified_limit
+from train.distribute import backup_callbacks, check_options, fit_phases, make_engine, trim_history
+from train.provenance import git_commit
 from train.runfolder import RunFolder
 
 log = logging.getLogger(__name__)
@@ -88,6 +89,12 @@ class TrainOptions:
     teacher_tta: str = "none"
     teacher_mix: float = 0.5
     teacher_temperature: float = 1.0
+    #: ``--distribute`` / ``--per-replica-batch`` / ``--precision`` / ``--backup-every``: see
+    #: :mod:`train.distribute`.
+    distribute: str | None = None
+    per_replica_batch: bool = False
+    precision: str = "float32"
+    backup_every: int | None = None
     command: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
@@ -96,25 +103,6 @@ class TrainOptions:
         d["augment"] = self.augment.to_dict()
         d["classes"] = list(self.classes) if self.classes else None
         return d
-
-
-def git_commit() -> str | None:
-    """HEAD's commit, suffixed ``-dirty`` when tracked files differ from it (exact provenance)."""
-    here = Path(__file__).resolve().parent
-
-    def git(*args: str) -> str | None:
-        try:
-            out = subprocess.run(
-                ["git", *args], capture_output=True, text=True, timeout=5, cwd=here, check=False
-            )
-        except OSError:
-            return None
-        return out.stdout.strip() if out.returncode == 0 else None
-
-    head = git("rev-parse", "HEAD")
-    if not head:
-        return None
-    return f"{head}-dirty" if git("status", "--porcelain", "--untracked-files=no") else head
 
 
 def prepare_data(
@@ -390,50 +378,55 @@ def _fit(
     opts: TrainOptions,
     initial: Any = None,
     teacher: Any = None,
+    engine: Any = None,
 ) -> dict[str, Any]:
     """Train (or resume) into ``run``. ``initial``: an already built model to start from (the
     ``--init-from`` weights loaded once by :func:`train_run`); otherwise a fresh one is built.
-    ``teacher``: the loaded ``--teacher`` model, if any."""
+    ``teacher``: the loaded ``--teacher`` model, if any. ``engine``: the
+    :class:`train.distribute.Engine` (strategy, precision) to train with; one device if None."""
     import keras
 
     from train.models import create_model
 
+    engine = engine or make_engine(opts)
+    opts = engine.effective(opts)  # the global batch and learning rate
     keras.utils.set_random_seed(opts.seed)
     state = None
-    if opts.resume and (run / "state.json").exists() and (run / "last.keras").exists():
-        state = RunFolder(run).read_state()
-        model = keras.models.load_model(run / "last.keras")
-        log.info(
-            "resuming %s after epoch %d (best val_accuracy %.4f)",
-            run,
-            state["epoch"] + 1,
-            state["best"],
-        )
-    else:
-        model = initial
-        if model is None:
-            model = create_model(
-                opts.arch, num_classes=train.num_classes, input_shape=DEFAULT_CONTRACT.input_shape
-            )
-            if opts.init_from:  # K-fold: every fold starts from the same weights
+    with engine.scope():
+        if opts.resume and (run / "state.json").exists() and (run / "last.keras").exists():
+            state = RunFolder(run).read_state()
+            model = keras.models.load_model(run / "last.keras")
+            log.info("resuming %s after epoch %d (best val_accuracy %.4f)", run, state["epoch"] + 1, state["best"])  # fmt: skip
+        else:
+            model = create_model(opts.arch, train.num_classes, DEFAULT_CONTRACT.input_shape)
+            if initial is not None:
+                model.set_weights(initial.get_weights())
+            elif opts.init_from:  # K-fold: every fold starts from the same weights
                 _load_weights(model, Path(opts.init_from))
-        model.compile(
-            optimizer=keras.optimizers.Adam(opts.lr),
-            loss=keras.losses.CategoricalCrossentropy(label_smoothing=opts.label_smoothing),
-            metrics=["accuracy"],
-        )
+            model.compile(
+                optimizer=keras.optimizers.Adam(opts.lr),
+                loss=keras.losses.CategoricalCrossentropy(label_smoothing=opts.label_smoothing),
+                metrics=["accuracy"],
+            )
+        engine.prepare(model)
     initial_epoch = state["epoch"] + 1 if state else 0
-    t0 = time.time()
-    if initial_epoch < opts.epochs:
+    trim_history(run / "history.csv", initial_epoch)
+    prior, t0 = (state or {}).get("train_seconds", 0.0), time.time()
+    for first, end, skip in fit_phases(run, initial_epoch, opts.epochs):
+        if first > initial_epoch:  # the restored epoch is done: go on as a resume after it
+            state = RunFolder(run).read_state()
         model.fit(
-            _dataset(train, opts, training=True, teacher=teacher),
+            _dataset(train, opts, training=True, teacher=teacher).skip(skip),
             validation_data=_dataset(val, opts, training=False),
-            epochs=opts.epochs,
-            initial_epoch=initial_epoch,
-            callbacks=_callbacks(run, opts, state),
+            epochs=end,
+            initial_epoch=first,
+            callbacks=[*_callbacks(run, opts, state), *backup_callbacks(run, opts, first, skip)],
             verbose=1 if sys.stdout.isatty() else 2,
         )
-    train_seconds = time.time() - t0 + (state or {}).get("train_seconds", 0.0)
+        if model.stop_training:  # early stopping in the restored epoch
+            break
+    engine.export(run / "model.keras", opts.arch, train.num_classes)
+    train_seconds = time.time() - t0 + prior
     st = RunFolder(run).read_state() or {}
     st.update(stopped=True, train_seconds=train_seconds)
     RunFolder(run).write_state(st)
@@ -483,7 +476,9 @@ def train_run(opts: TrainOptions) -> dict[str, Any]:
         spec = get_spec(opts.arch)
     except KeyError as e:
         raise ConfigError(str(e.args[0])) from None
-    run = Path(opts.out)
+    check_options(opts)
+    engine = make_engine(opts)  # before any other TF work (TF's rule)
+    run = engine.run_dir(Path(opts.out))
     if (run / "metrics.json").exists() and not opts.resume:
         raise ConfigError(
             f"{run} already holds a finished run; choose another --out or pass --resume"
@@ -561,6 +556,7 @@ def train_run(opts: TrainOptions) -> dict[str, Any]:
         "commit": git_commit(),
         "init_from": init_info,
         "teacher": teacher_info,
+        "distribute": engine.describe(opts),
         "status": "running",
         "protocol": (
             "leak-free: exact duplicates removed inside Training and between Training and "
@@ -586,7 +582,9 @@ def train_run(opts: TrainOptions) -> dict[str, Any]:
     if opts.folds:
         metrics = _kfold(run, train, opts)
     else:
-        extra = _fit(run, train, val, opts, initial, teacher)
+        extra = _fit(run, train, val, opts, initial, teacher, engine)
+        if not engine.is_chief:
+            return engine.leave(run)
         metrics = _finish(run, val, extra, twin_rows)
     config["status"] = "complete"
     RunFolder(run).write_config(config)
