@@ -26,8 +26,9 @@ export DEBIAN_FRONTEND=noninteractive
 apt-get update
 # picamera2 (and libcamera) come only from apt; the venv sees them via --system-site-packages.
 # So do OpenCV (built with GStreamer, unlike pip's wheel) and numpy (the version apt's compiled
-# modules were built against): pip installing them again would add ~70 MB to the SD card and
-# shadow the system builds. opencv-data holds the Haar cascades (pip's cv2.data on other systems).
+# modules were built against): pip's wheels would shadow the system builds and grow the venv
+# (184 MB with them, as reported in issue 17; 110 MB without, measured by deploy/test-arm64.sh).
+# opencv-data holds the Haar cascades (which pip's OpenCV carries as cv2.data).
 apt-get install -y --no-install-recommends python3-picamera2 python3-venv python3-pip \
     python3-opencv python3-numpy opencv-data
 
