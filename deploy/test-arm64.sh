@@ -204,8 +204,10 @@ EOF
         >"$ROOT/etc/apt/sources.list.d/fer-edge-standin.list"
     # The checkout as a user has it: tracked and untracked files, nothing git ignores.
     mkdir -p "$ROOT$CHECKOUT"
+    # (--ignore-failed-read: a tracked file deleted from the work tree is simply not copied.)
     git -C "$REPO" ls-files -z --cached --others --exclude-standard |
-        (cd "$REPO" && tar --null -T - -cf - 2>/dev/null) | tar -xf - -C "$ROOT$CHECKOUT"
+        (cd "$REPO" && tar --null --ignore-failed-read -T - -cf -) | tar -xf - -C "$ROOT$CHECKOUT" ||
+        die "could not copy the checkout $REPO into $ROOT$CHECKOUT"
 }
 
 # ---- install twice, then the checks ----------------------------------------------------------------
@@ -352,7 +354,8 @@ w2=$(prop WatchdogTimestampMonotonic)
 if [[ $EMULATED == 1 ]]; then
     echo "SKIP  sandbox checks: under qemu-user the unit runs with the drop-in emulation.conf, which turns the sandbox off (the emulated systemd cannot set it up); proven on a native root: --arch amd64 --boot"
 else
-# The sandbox, seen from the real process.
+# The sandbox, seen from the real process, of the unit as installed (no drop-in).
+[[ -z $(prop DropInPaths) ]] && ok "no drop-in: the unit runs as installed" || bad "drop-ins: $(prop DropInPaths)"
 ps=/proc/$pid/status
 grep -q '^NoNewPrivs:[[:space:]]*1' "$ps" && ok "NoNewPrivileges: NoNewPrivs=1" || bad "NoNewPrivs: $(grep NoNewPrivs "$ps")"
 grep -q '^Seccomp:[[:space:]]*2' "$ps" && ok "seccomp filter mode (SystemCallFilter, MemoryDenyWriteExecute, ...): Seccomp=2, $(grep Seccomp_filters "$ps" | tr -s '\t' ' ')" || bad "seccomp: $(grep Seccomp "$ps" | tr '\n' ' ')"
