@@ -16,7 +16,7 @@ DEFAULT_CASCADE = "haarcascade_frontalface_default.xml"
 
 
 # Where distributions install OpenCV's cascades when their cv2 has no ``cv2.data`` module
-# (Debian/Raspberry Pi OS: apt's opencv-data; JetPack's OpenCV too). pip's wheels carry cv2.data.
+# (Debian/Raspberry Pi OS: apt's opencv-data, /usr/share/opencv4). pip's wheels carry cv2.data.
 SYSTEM_CASCADE_DIRS = (
     Path("/usr/share/opencv4/haarcascades"),
     Path("/usr/share/opencv/haarcascades"),
