@@ -46,17 +46,7 @@ if [[ $PIP_OPENCV == 1 ]]; then
     make_venv
 else
     make_venv opencv-python-headless
-    if ! "$VENV/bin/python" - <<'PY'
-import sys
-import cv2
-info = cv2.getBuildInformation()
-line = next((l for l in info.splitlines() if "GStreamer" in l), "")
-print(f"cv2 {cv2.__version__} from {cv2.__file__}: {line.strip() or 'GStreamer: NO'}")
-sys.exit(0 if "YES" in line else 1)
-PY
-    then
-        die "the system OpenCV has no GStreamer support; install JetPack's OpenCV (nvidia-opencv)"
-    fi
+    check_system_cv2 "install JetPack's OpenCV (nvidia-opencv)"
 fi
 
 install_config "$SRC/deploy/jetson-source.toml"

@@ -85,6 +85,20 @@ PY
     log "installed fer-edge into $VENV"
 }
 
+# check_system_cv2 HINT: the venv's cv2 must be the system's (apt's python3-opencv, or JetPack's
+# nvidia-opencv), built with GStreamer; pip's opencv-python-headless has no GStreamer and, in the
+# venv, would shadow the system one.
+check_system_cv2() {
+    "$VENV/bin/python" -I - <<'PY' || die "the venv's OpenCV is not the system one with GStreamer; $1"
+import sys
+import cv2
+info = cv2.getBuildInformation()
+line = next((l for l in info.splitlines() if "GStreamer" in l), "")
+print(f"cv2 {cv2.__version__} from {cv2.__file__}: {line.strip() or 'GStreamer: NO'}")
+sys.exit(0 if "YES" in line and "/site-packages/" not in cv2.__file__ else 1)
+PY
+}
+
 # render_config EXAMPLE [SOURCE_BLOCK_FILE]: print EXAMPLE, with the lines between
 # '# >>> source' and '# <<< source' replaced by the file's content when one is given.
 render_config() {
@@ -126,17 +140,52 @@ install_config() {
     done
 }
 
-# install_models: /opt/fer-edge/models/current.tflite -> the bundled model, unless a model was
-# already pushed (deploy/push-model.sh moves the link atomically).
+# install_models: /opt/fer-edge/models/current.tflite -> a copy of the bundled model, unless a
+# model was pushed (deploy/push-model.sh moves the link atomically and keeps previous.tflite).
+#
+# The model is copied out of the installed venv into MODELS_DIR (as bundled-<sha12>.tflite, the
+# naming push-model.sh uses), never linked into the source checkout: the checkout usually lives
+# under /home, which ProtectHome=yes hides from the service, and it may be deleted after the
+# install. A link that is missing, dangling or points outside MODELS_DIR (earlier versions of this
+# script linked into the checkout) is replaced; a link to an older bundled model is moved to the
+# new one on upgrade (previous.tflite keeps the old one); a pushed model is never touched.
 install_models() {
-    local bundled
+    local bundled sha name link="$MODELS_DIR/current.tflite" target="" resolved=""
     install -d -m 0755 "$MODELS_DIR"
-    bundled=$("$VENV/bin/python" -c 'from edge.config import default_model_path; print(default_model_path())')
-    if [[ ! -e "$MODELS_DIR/current.tflite" ]]; then
-        [[ -f "$bundled" ]] || die "bundled model $bundled is missing from the package"
-        ln -sfn "$bundled" "$MODELS_DIR/current.tflite"
-        log "model: $MODELS_DIR/current.tflite -> $bundled"
+    # -I: isolated mode. From the checkout's folder, sys.path[0] would be the checkout and
+    # `import edge` would find its copy instead of the installed one.
+    bundled=$("$VENV/bin/python" -I -c 'from edge.config import default_model_path; print(default_model_path())')
+    [[ $bundled == "$VENV"/* && -f $bundled ]] ||
+        die "bundled model $bundled is not in $VENV (the installed package is incomplete)"
+    sha=$(sha256sum "$bundled" | cut -d' ' -f1)
+    name="bundled-${sha:0:12}.tflite"
+    if [[ ! -f "$MODELS_DIR/$name" ]]; then
+        install -m 0644 "$bundled" "$MODELS_DIR/.$name.tmp"
+        mv -f "$MODELS_DIR/.$name.tmp" "$MODELS_DIR/$name"
     fi
+    if [[ -L $link ]]; then
+        target=$(readlink "$link")
+        resolved=$(readlink -f "$link" || true)
+    fi
+    if [[ -e $link && ! -L $link ]]; then
+        log "keeping $link (a regular file, not a link)"
+    elif [[ ! -e $link || $resolved != "$MODELS_DIR"/* ]]; then
+        [[ -z $target ]] || log "replacing $link -> $target (missing or outside $MODELS_DIR)"
+        swap_link "$name" "$link"
+        log "model: $link -> $name (copy of $bundled)"
+    elif [[ $target == bundled-*.tflite && $target != "$name" ]]; then
+        swap_link "$target" "$MODELS_DIR/previous.tflite"
+        swap_link "$name" "$link"
+        log "model: $link -> $name (new bundled model; previous.tflite -> $target)"
+    else
+        log "keeping model $link -> $target"
+    fi
+}
+
+# swap_link TARGET LINK: point LINK at TARGET atomically (rename a new link over the old one).
+swap_link() {
+    ln -sfn "$1" "$2.tmp"
+    mv -Tf "$2.tmp" "$2"
 }
 
 install_docs() {
@@ -144,7 +193,14 @@ install_docs() {
     install -m 0644 "$SRC/docs/DEPLOY.md" "$PREFIX/doc/DEPLOY.md"
 }
 
-# install_unit [DROPIN_FILE]: install, verify, enable and (re)start the service.
+# systemd_running: whether systemd is PID 1 here (sd_booted(3): /run/systemd/system exists). Not
+# in a chroot or an image build (pi-gen, sdm), where a unit can be enabled but not started.
+systemd_running() {
+    [[ -d /run/systemd/system ]]
+}
+
+# install_unit [DROPIN_FILE]: install, verify, enable and (re)start the service. Without a running
+# systemd (image build) the unit is verified and enabled, and starts on the device's first boot.
 install_unit() {
     local dropin=${1:-}
     install -m 0644 "$SRC/systemd/fer-edge.service" "$UNIT_DIR/fer-edge.service"
@@ -153,14 +209,21 @@ install_unit() {
         install -m 0644 "$dropin" "$UNIT_DIR/fer-edge.service.d/$(basename "$dropin")"
     fi
     systemd-analyze verify "$UNIT_DIR/fer-edge.service" || die "systemd-analyze verify failed"
-    systemctl daemon-reload
     "$VENV/bin/fer-edge" validate-config "$CONF" ||
         die "$CONF is invalid: fix it, then run this script again"
+    # enable only writes the [Install] symlinks, so it works in a chroot too.
+    if systemd_running; then
+        systemctl daemon-reload
+    fi
+    systemctl enable fer-edge.service
+    if ! systemd_running; then
+        log "systemd is not running here (chroot or image build): fer-edge.service is installed" \
+            "and enabled but NOT started; it starts on the next boot"
+        return
+    fi
     if [[ ${FER_EDGE_NO_START:-0} == 1 ]]; then
-        systemctl enable fer-edge.service
         log "enabled fer-edge.service (not started: FER_EDGE_NO_START=1)"
     else
-        systemctl enable fer-edge.service
         systemctl restart fer-edge.service
         log "fer-edge.service enabled and (re)started: journalctl -u fer-edge -f"
     fi

@@ -194,3 +194,102 @@ def test_push_installs_verified_model_and_swaps_link(
     r = push(device, other)
     assert r.returncode != 0 and "labels" in r.stderr and "refusing" in r.stderr
     assert os.readlink(models / "current.tflite") == name
+
+
+# ---- install_models (lib.sh) ----------------------------------------------------------------------
+
+_FAKE_CONFIG = """from pathlib import Path
+
+
+def default_model_path():
+    return Path(__file__).parent / "models" / "default.tflite"
+"""
+
+
+def _fake_install(root: Path, model: bytes) -> Path:
+    """A venv under ROOT/opt/fer-edge whose ``edge`` package bundles MODEL (what pip installs)."""
+    venv = root / "opt" / "fer-edge" / "venv"
+    if not venv.exists():
+        subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    purelib = subprocess.run(
+        [
+            str(venv / "bin" / "python"),
+            "-c",
+            "import sysconfig; print(sysconfig.get_path('purelib'))",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    pkg = Path(purelib) / "edge"
+    (pkg / "models").mkdir(parents=True, exist_ok=True)
+    (pkg / "__init__.py").write_text("")
+    (pkg / "config.py").write_text(_FAKE_CONFIG)
+    (pkg / "models" / "default.tflite").write_bytes(model)
+    return pkg / "models" / "default.tflite"
+
+
+def _install_models(root: Path, checkout: Path) -> subprocess.CompletedProcess[str]:
+    # Run from a checkout-like folder holding its own `edge` package, as `cd fer-edge &&
+    # sudo deploy/install-pi.sh` does: the installed package must win.
+    return subprocess.run(
+        ["bash", "-c", f'. "{DEPLOY}/lib.sh" && install_models'],
+        cwd=checkout,
+        env={**os.environ, "FER_EDGE_PREFIX": str(root / "opt" / "fer-edge")},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_install_models_copies_the_installed_model_and_upgrades_the_link(tmp_path: Path) -> None:
+    checkout = tmp_path / "home" / "pi" / "fer-edge"
+    (checkout / "edge" / "models").mkdir(parents=True)
+    (checkout / "edge" / "__init__.py").write_text("")
+    (checkout / "edge" / "config.py").write_text(_FAKE_CONFIG)
+    (checkout / "edge" / "models" / "default.tflite").write_bytes(b"checkout")
+    models = tmp_path / "opt" / "fer-edge" / "models"
+    current = models / "current.tflite"
+
+    v1 = b"model v1"
+    _fake_install(tmp_path, v1)
+    r = _install_models(tmp_path, checkout)
+    assert r.returncode == 0, r.stderr
+    name1 = f"bundled-{hashlib.sha256(v1).hexdigest()[:12]}.tflite"
+    assert os.readlink(current) == name1  # relative, inside the models folder
+    assert current.read_bytes() == v1 and not (models / name1).is_symlink()
+    # Again: nothing changes.
+    r = _install_models(tmp_path, checkout)
+    assert r.returncode == 0 and "keeping model" in r.stderr
+    assert os.readlink(current) == name1
+
+    # An earlier install linked into the checkout (hidden by ProtectHome, may be deleted).
+    current.unlink()
+    current.symlink_to(checkout / "edge" / "models" / "default.tflite")
+    r = _install_models(tmp_path, checkout)
+    assert r.returncode == 0 and "replacing" in r.stderr
+    assert os.readlink(current) == name1
+    # A dangling link (the checkout was deleted).
+    current.unlink()
+    current.symlink_to(tmp_path / "gone" / "default.tflite")
+    assert _install_models(tmp_path, checkout).returncode == 0
+    assert os.readlink(current) == name1
+
+    # Upgrade with a new bundled model: the link follows, previous.tflite keeps the old one.
+    v2 = b"model v2"
+    _fake_install(tmp_path, v2)
+    r = _install_models(tmp_path, checkout)
+    assert r.returncode == 0, r.stderr
+    name2 = f"bundled-{hashlib.sha256(v2).hexdigest()[:12]}.tflite"
+    assert os.readlink(current) == name2 and current.read_bytes() == v2
+    assert os.readlink(models / "previous.tflite") == name1
+
+    # A pushed model is never replaced by the bundled one.
+    (models / "bagga-0123456789ab.tflite").write_bytes(b"pushed")
+    current.unlink()
+    current.symlink_to("bagga-0123456789ab.tflite")
+    _fake_install(tmp_path, b"model v3")
+    r = _install_models(tmp_path, checkout)
+    assert r.returncode == 0 and "keeping model" in r.stderr
+    assert os.readlink(current) == "bagga-0123456789ab.tflite"

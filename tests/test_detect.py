@@ -100,6 +100,30 @@ def test_missing_cascade_is_detector_error(tmp_path: Path) -> None:
         HaarDetector(bad)
 
 
+def test_cascade_without_cv2_data_uses_the_system_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A distribution's cv2 (Debian's python3-opencv) has no cv2.data; apt's opencv-data puts the
+    # cascades in /usr/share/opencv4/haarcascades. The real cascade, copied into a fake folder.
+    import cv2
+
+    import edge.detect.haar as haar
+
+    real = Path(cv2.data.haarcascades) / haar.DEFAULT_CASCADE
+    empty, system = tmp_path / "empty", tmp_path / "system"
+    empty.mkdir()
+    system.mkdir()
+    (system / haar.DEFAULT_CASCADE).write_bytes(real.read_bytes())
+    monkeypatch.delattr(cv2, "data")
+    monkeypatch.setattr(haar, "SYSTEM_CASCADE_DIRS", (empty, system))
+    assert haar.cascade_path() == system / haar.DEFAULT_CASCADE
+    HaarDetector()  # loads it
+    monkeypatch.setattr(haar, "SYSTEM_CASCADE_DIRS", (empty,))
+    with pytest.raises(DetectorError, match="opencv-data") as e:
+        haar.cascade_path()
+    assert str(empty) in str(e.value)
+
+
 def test_yunet_missing_onnx_names_the_path(tmp_path: Path) -> None:
     missing = tmp_path / "face_detection_yunet_2023mar.onnx"
     with pytest.raises(DetectorError, match=str(missing)):

@@ -16,20 +16,39 @@ log = logging.getLogger(__name__)
 DEFAULT_CASCADE = "haarcascade_frontalface_default.xml"
 
 
+# Where distributions install OpenCV's cascades when their cv2 has no ``cv2.data`` module
+# (Debian/Raspberry Pi OS: apt's opencv-data, /usr/share/opencv4). pip's wheels carry cv2.data.
+SYSTEM_CASCADE_DIRS = (
+    Path("/usr/share/opencv4/haarcascades"),
+    Path("/usr/share/opencv/haarcascades"),
+)
+
+
 def cascade_path(name_or_path: str | Path = DEFAULT_CASCADE) -> Path:
-    """Resolve a cascade file name against ``cv2.data.haarcascades`` (or use a path as is)."""
+    """Resolve a cascade file name against ``cv2.data.haarcascades`` (or use a path as is).
+
+    Without ``cv2.data`` (a distribution's OpenCV), the first of :data:`SYSTEM_CASCADE_DIRS`
+    that holds the file is used.
+
+    Raises:
+        DetectorError: no cascade folder holds the file (naming the folders searched).
+    """
     p = Path(name_or_path)
     if p.is_absolute() or p.parent != Path("."):
         return p
     import cv2
 
     base = getattr(getattr(cv2, "data", None), "haarcascades", None)
-    if base is None:
-        raise DetectorError(
-            "this OpenCV build has no bundled Haar cascades (cv2.data.haarcascades); install "
-            "opencv-python-headless or set detector.cascade to a cascade XML path"
-        )
-    return Path(base) / p
+    if base is not None:
+        return Path(base) / p
+    for folder in SYSTEM_CASCADE_DIRS:
+        if (folder / p).is_file():
+            return folder / p
+    raise DetectorError(
+        f"this OpenCV build has no bundled Haar cascades (cv2.data.haarcascades) and {p} is in "
+        f"none of {', '.join(map(str, SYSTEM_CASCADE_DIRS))}; install opencv-data (apt) or "
+        "opencv-python-headless (pip), or set detector.cascade to a cascade XML path"
+    )
 
 
 class HaarDetector(FaceDetector):
