@@ -19,10 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
-import shutil
 import struct
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -586,7 +583,7 @@ def _name(v: str | bytes | None) -> str:
 
 def write_model(out: Path, data: bytes, meta: ModelMetadata) -> str:
     """Write ``out`` (``data`` with ``meta`` embedded) and its sidecar ``out.json`` (the metadata
-    plus file name, sha256 and size); both appear complete or not at all.
+    plus file name, sha256 and size), each atomically (:mod:`edge.atomic`).
 
     Returns:
         The sha256 of the written model.
@@ -594,18 +591,12 @@ def write_model(out: Path, data: bytes, meta: ModelMetadata) -> str:
     Raises:
         ModelError: if ``meta`` disagrees with the model's tensors.
     """
+    from edge.atomic import write_bytes_atomic, write_json
+
     model = embed_metadata(data, meta)
     sha = hashlib.sha256(model).hexdigest()
     doc = {**meta.to_dict(), "file": out.name, "sha256": sha, "bytes": len(model)}
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
-    try:
-        candidate = tmp / out.name
-        candidate.write_bytes(model)
-        side = tmp / f"{out.stem}.json"
-        side.write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")
-        os.replace(candidate, out)
-        os.replace(side, out.with_suffix(".json"))
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    write_bytes_atomic(out, model)
+    write_json(out.with_suffix(".json"), doc, sort_keys=True)
     log.info("wrote %s (%d bytes, sha256 %s)", out, len(model), sha)
     return sha
