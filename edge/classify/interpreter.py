@@ -187,7 +187,6 @@ class TFLiteClassifier(Classifier):
         self._in_buf = np.zeros((1, s, s, 1), dtype=self._in_dtype)
         self._in_view = self._in_buf[0, :, :, 0]
         self._quant_in = (float(in_scale), int(in_zp))
-        self._quant_out = (float(out_scale), int(out_zp))
 
     @property
     def metadata(self) -> ModelMetadata:
@@ -225,11 +224,6 @@ class TFLiteClassifier(Classifier):
     def input_quantization(self) -> tuple[float, int]:
         """``(scale, zero_point)`` of the input tensor (``(0.0, 0)`` for float inputs)."""
         return self._quant_in
-
-    @property
-    def output_quantization(self) -> tuple[float, int]:
-        """``(scale, zero_point)`` of the output tensor (``(0.0, 0)`` for float outputs)."""
-        return self._quant_out
 
     def predict(self, faces: np.ndarray) -> np.ndarray:
         """Classify uint8 faces ``(N, S, S)``, ``(N, S, S, 1)`` or one ``(S, S)``.
