@@ -49,7 +49,13 @@ case $ARCH in arm64 | amd64) ;; *) echo "${0##*/}: --arch must be arm64 or amd64
 
 CACHE=${FER_EDGE_TEST_CACHE:-/var/cache/fer-edge-$ARCH}
 MIRROR=${FER_EDGE_TEST_MIRROR:-http://deb.debian.org/debian}
+# pip in the root trusts what the host trusts: FER_EDGE_TEST_CA, else PIP_CERT, else the host's
+# system bundle, so a run without the variables (CI) still gets through a TLS-intercepting proxy
+# whose CA only the host has (measured: without it pip fails with CERTIFICATE_VERIFY_FAILED).
 HOST_CA=${FER_EDGE_TEST_CA:-${PIP_CERT:-}}
+if [[ -z $HOST_CA && -f /etc/ssl/certs/ca-certificates.crt ]]; then
+    HOST_CA=/etc/ssl/certs/ca-certificates.crt
+fi
 BASE="$CACHE/base"
 ROOT="$CACHE/root"
 LOGS="$CACHE/logs"
