@@ -71,27 +71,14 @@ class Teachers:
         return total / float(self.count)
 
 
-def _check_provenance(
-    path: Path, cfg: dict[str, Any], labels: list[str], val_usage: str
-) -> dict[str, Any]:
-    """Leak-free, validated on ``val_usage``, same labels and contract (``cfg``: the run's
-    config, or a ``.tflite``'s ``training`` metadata with its labels and contract)."""
-    options = cfg.get("options") or {}
-    protocol = options.get("protocol", "leak-free")
-    if protocol != "leak-free":
-        raise ConfigError(f"--teacher {path}: trained with protocol {protocol!r}; only leak-free")
-    used = options.get("val_usage") or (cfg.get("soup") or {}).get("val_usage")
-    if used not in (None, val_usage):
-        raise ConfigError(
-            f"--teacher {path}: validated on {used!r}, not {val_usage!r}; it may have trained on "
-            f"the student's validation faces"
-        )
+def _check_same_task(path: Path, cfg: dict[str, Any], labels: list[str]) -> None:
+    """Same labels and preprocessing contract as the student (``cfg``: the run's config, or a
+    ``.tflite``'s ``training`` metadata with its labels and contract)."""
     if cfg.get("labels") != labels:
         raise ConfigError(f"--teacher {path}: labels {cfg.get('labels')} differ from {labels}")
     contract = DEFAULT_CONTRACT.to_dict() | {"labels": labels}
     if cfg.get("contract") not in (None, contract):
         raise ConfigError(f"--teacher {path}: its preprocessing contract differs from this run's")
-    return cfg
 
 
 def load_teachers(
@@ -107,7 +94,7 @@ def load_teachers(
     """
     from edge.classify.deployed import open_classifier
     from train.predict import TFLITE_SUFFIXES, load_keras_model
-    from train.train import checkpoint_provenance, leak_free_run_config
+    from train.train import check_leak_free, checkpoint_provenance, leak_free_run_config
 
     if tta not in TEACHER_TTA:
         raise ConfigError(f"--teacher-tta {tta!r}; valid: {', '.join(TEACHER_TTA)}")
@@ -121,16 +108,17 @@ def load_teachers(
                 raise ConfigError(f"--teacher {path}: no such file")
             tflite.append(path)
             continue
-        cfg = leak_free_run_config(path, "--teacher", val_usage)
-        _check_provenance(path, cfg, want, val_usage)
+        _check_same_task(path, leak_free_run_config(path, "--teacher", val_usage), want)
         teachers.keras_models.append(load_keras_model(path))
         teachers.provenance.append(checkpoint_provenance(path))
     if tflite:
         deployed = open_classifier(tflite, tta=tta)
         for m in deployed.members:
             md = m.metadata
-            cfg = dict(md.training) | {"labels": list(md.labels), "contract": md.contract.to_dict()}
-            _check_provenance(m.path, cfg, want, val_usage)
+            check_leak_free(dict(md.training), m.path, "--teacher", val_usage)
+            _check_same_task(
+                m.path, {"labels": list(md.labels), "contract": md.contract.to_dict()}, want
+            )
             teachers.provenance.append(
                 {"path": str(m.path), "sha256": m.sha256, "parent": {"arch": md.arch}}
                 | {"command": md.training.get("command"), "commit": md.training.get("commit")}

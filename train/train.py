@@ -212,6 +212,14 @@ def leak_free_run_config(path: Path, what: str, val_usage: str | None = None) ->
     cfg = _run_config(path)
     if cfg is None:
         raise ConfigError(f"{what} {path}: no config.json beside it (its run is needed)")
+    return check_leak_free(cfg, path, what, val_usage)
+
+
+def check_leak_free(
+    cfg: dict[str, Any], path: Path, what: str, val_usage: str | None = None
+) -> dict[str, Any]:
+    """The checks of :func:`leak_free_run_config` on a run config already read (a run's
+    ``config.json``, or the ``training`` section a ``.tflite`` carries); returns ``cfg``."""
     options = cfg.get("options") or {}
     protocol = options.get("protocol", "leak-free")
     if protocol != "leak-free":
