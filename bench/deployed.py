@@ -35,16 +35,14 @@ SETTINGS: dict[str, str] = {
 }
 
 
-def score(name: str, section: str, data: Path, usage: str, work: Path) -> dict[str, Any]:
-    """Evaluate one setting; return its row."""
-    from train.data.fer2013 import load_fer2013
+def score(name: str, section: str, faces: Any, usage: str, work: Path) -> dict[str, Any]:
+    """Evaluate one setting on ``faces`` (a FaceSet); return its row."""
     from train.evaluate import evaluate_model
     from train.predict import open_deployed
 
     cfg = work / f"{len(list(work.iterdir()))}.toml"
     cfg.write_text(f"[model]\n{section}\n")
     loaded = open_deployed(cfg)
-    faces = load_fer2013(data, usage)
     m = evaluate_model(loaded, faces, work / f"eval-{cfg.stem}")
     return {
         "setting": name,
@@ -71,10 +69,13 @@ def main() -> int:
     unknown = sorted(set(names) - set(SETTINGS))
     if unknown:
         p.error(f"unknown settings {unknown}; valid: {list(SETTINGS)}")
+    from train.data.fer2013 import load_fer2013
+
+    faces = load_fer2013(args.data, args.usage)  # once: every setting scores the same faces
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for n in names:
-            rows.append(score(n, SETTINGS[n], args.data, args.usage, Path(tmp)))
+            rows.append(score(n, SETTINGS[n], faces, args.usage, Path(tmp)))
             r = rows[-1]
             print(
                 f"{n:24s} acc {100 * r['accuracy']:.2f} %  macro-F1 {r['macro_f1']:.3f}  "
