@@ -255,9 +255,8 @@ def _follow(
     """
     start = time.monotonic()
     while True:
-        now = time.monotonic()
         link.check()
-        if max_seconds is not None and now - start >= max_seconds:
+        if max_seconds is not None and time.monotonic() - start >= max_seconds:
             return
         if max_events is not None and fleet.events >= max_events:
             return
@@ -270,6 +269,8 @@ def _follow(
             screen.dirty = True
             if update is not None and update.event is not None:
                 screen.event(update.event.to_json())
-        if fleet.sweep(time.monotonic()):
+        # One instant for the sweep and the table, so a device swept stale is drawn stale.
+        now = time.monotonic()
+        if fleet.sweep(now):
             screen.dirty = True  # a device went stale: silence changes the table too
         screen.tick(fleet, broker_text(link), now)
