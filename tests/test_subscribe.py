@@ -52,17 +52,9 @@ MODEL = ModelRef("m", "e" * 64)
 def ev(
     device: str, track: int, kind: str = "start", emotion: str = "happy", box: int = 10
 ) -> Event:
-    scores = {"happy": 0.1, "sad": 0.1}
-    scores[emotion] = 0.9
-    return Event.create(
-        device_id=device,
-        frame=1,
-        track_id=track,
-        type=kind,  # type: ignore[arg-type]
-        bbox=(0, 0, box, box),
-        scores=scores,
-        model=MODEL,
-    )
+    kw = {"frame": 1, "model": MODEL, "bbox": (0, 0, box, box)}
+    scores = {"happy": 0.1, "sad": 0.1, emotion: 0.9}
+    return Event.create(device_id=device, track_id=track, type=kind, scores=scores, **kw)  # type: ignore[arg-type]
 
 
 def msg(topic: str, payload: bytes | str, **kw: object) -> Message:
