@@ -113,6 +113,9 @@ def discovery_configs(
 
     Returns:
         ``{config_topic: config}`` with JSON-ready configs.
+
+    Raises:
+        ConfigError: if ``device_id`` cannot be a topic level (``edge/topics.py``).
     """
     node = node_id(device_id)
     topics = Topics(topic_prefix).device(device_id)

@@ -1,6 +1,7 @@
 """The MQTT sink: events, status and stats to a broker with paho-mqtt 2.x.
 
-Topics (``P`` = ``topic_prefix``, default ``fer``; ``D`` = device id):
+Topics (``P`` = ``topic_prefix``, default ``fer``; ``D`` = device id; the layout is the
+:class:`~edge.topics.Topics` value Home Assistant discovery and the subscribers share):
 
 * ``P/D/events``: one ``fer.event/1`` JSON object per message, QoS ``qos`` (default 1), not
   retained.
