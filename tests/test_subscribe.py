@@ -8,6 +8,7 @@ retrying cannot fix.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import threading
 import time
@@ -21,6 +22,7 @@ from paho.mqtt.properties import Properties
 
 from edge.errors import ConfigError, PublishError
 from edge.events import Event, ModelRef
+from edge.monitor import broker_text
 from edge.publish.homeassistant import discovery_configs
 from edge.publish.mqtt import MqttSink
 from edge.state import Face, FaceState, build_state
@@ -183,6 +185,10 @@ def test_fleet_applies_only_good_messages_and_counts_the_rest() -> None:
     assert fleet.devices["cam"].last_seen == 1.0  # a redelivery is not applied
     big = b"{" + b" " * MAX_PAYLOAD + b"}"
     assert fleet.handle(msg("fer/cam/stats", big), now=3.0) is None and fleet.bad_payloads == 2
+    # Deep nesting is a bad payload, not a RecursionError out of the subscriber's loop (the
+    # monitor's own stats parser let it escape before the parsers became one).
+    assert fleet.handle(msg("fer/cam/stats", b"[" * 100_000), now=3.0) is None
+    assert fleet.bad_payloads == 3
     stats = {"fps": 2.0, "model": {"name": "sep\x1bnet"}}
     assert fleet.handle(msg("fer/cam/stats", json.dumps(stats)), now=4.0) is not None
     view = fleet.devices["cam"]
@@ -190,7 +196,7 @@ def test_fleet_applies_only_good_messages_and_counts_the_rest() -> None:
     # Other prefixes, kinds and levels are not ours: not counted at all.
     for topic in ("x/cam/events", "fer/cam/images", "fer/cam/events/more"):
         assert fleet.handle(msg(topic, b"{bad"), now=5.0) is None
-    assert fleet.bad_payloads == 2 and list(fleet.devices) == ["cam"]
+    assert fleet.bad_payloads == 3 and list(fleet.devices) == ["cam"]
 
 
 def test_fleet_status_state_and_liveness_rules() -> None:
@@ -299,6 +305,7 @@ def test_link_counts_unreachable_attempts_then_stops_on_a_refusal(
     absent.start()
     try:
         assert _wait(lambda: absent.attempts >= 2) and absent.state == UNREACHABLE
+        assert broker_text(absent).startswith("unreachable, ")  # the monitor counts attempts
         absent.check()  # unreachable is not fatal: it keeps retrying
     finally:
         absent.stop()
@@ -311,6 +318,13 @@ def test_link_counts_unreachable_attempts_then_stops_on_a_refusal(
         with pytest.raises(PublishError) as err:
             refused.check()
         text = str(err.value)
+        # mosquitto says "not authorized" (MQTT 5 code 135) for a wrong password.
+        assert refused.fatal in ("bad user name or password", "not authorized")
+        assert refused.fatal in text
+        if importlib.util.find_spec("aiohttp") is not None:  # the dashboard extra
+            from edge.dashboard.server import _broker as dashboard_broker
+
+            assert dashboard_broker(refused) == f"refused: {refused.fatal}"
         assert "refused the monitor's connection" in text and "--mqtt-url credentials" in text
         assert "wrong" not in text and "FER_EDGE_MQTT_PASSWORD" in text
         time.sleep(1.5)  # longer than the 0.5 s backoff: no retry flips the state back
