@@ -361,6 +361,8 @@ def _cmd_dashboard(args: argparse.Namespace) -> int:
     """``fer-edge dashboard``: delegate to :func:`edge.dashboard.server.run_dashboard`."""
     import os
 
+    from edge.subscribe.link import subscriber_config
+
     setup_logging(args.log_level)
     try:
         from edge.dashboard import server
@@ -373,7 +375,8 @@ def _cmd_dashboard(args: argparse.Namespace) -> int:
     if not 0 < args.history_min <= 24 * 60:
         raise ConfigError(f"--history-min {args.history_min} must be in (0, 1440]")
     auth = server.parse_basic_auth(args.basic_auth or os.environ.get(server.AUTH_ENV))
-    cfg = server.mqtt_config(
+    cfg = subscriber_config(
+        "dashboard",
         args.mqtt_url,
         args.prefix,
         username=args.username,

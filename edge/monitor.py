@@ -1,204 +1,106 @@
-"""``fer-edge monitor``: the reference dashboard subscriber.
+"""``fer-edge monitor``: the reference dashboard subscriber, in a terminal.
 
-Subscribes to ``<prefix>/+/events``, ``<prefix>/+/status`` and ``<prefix>/+/stats``, decodes
-events with :meth:`Event.from_json` (malformed payloads are counted and logged, never a
-traceback), drops QoS-1 redeliveries by ``event_id`` and shows a live table per device and per
-tracked face. On a terminal the table is redrawn in place with ANSI escapes; otherwise (a pipe, a
-log file) the table is printed every ``refresh_s`` seconds when something changed. With
-``as_json`` every new event is printed as one JSON line instead.
+Subscribes to ``<prefix>/+/events``, ``<prefix>/+/status`` and ``<prefix>/+/stats`` through the
+shared subscriber side (``edge/subscribe``: the connection and its refusals, the message parser
+and de-duplicator, the fold into per-device faces and liveness, the rules the web dashboard
+shares) and only renders: a live table per device and per tracked face. On a terminal the table
+is redrawn in place with ANSI escapes; otherwise (a pipe, a log file) the table is printed every
+``refresh_s`` seconds when something changed. With ``as_json`` every new event is printed as one
+JSON line instead.
 
 A device whose ``online`` is no longer refreshed (no heartbeat, stats or events for
-``stale_after_s``, or its MQTT 5 status expired) is shown ``stale``: see ``edge/liveness.py``,
-the rule the web dashboard shares.
+``stale_after_s``, or its MQTT 5 status expired) is shown ``stale``: see ``edge/liveness.py``.
 
-Everything received is untrusted: text shown in the table is stripped of control characters so a
-hostile payload cannot drive the terminal.
+Everything received is untrusted: text shown in the table is stripped of control characters and
+cut to its column (a ``~`` marks a cut), so a hostile payload cannot drive the terminal.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 import queue
 import sys
 import threading
 import time
-import uuid
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from pydantic import ValidationError
-
-from edge.errors import ConfigError, PublishError
-from edge.events import Event, EventDecodeError, SeenEvents
-from edge.liveness import DEFAULT_EXPIRY_S, Liveness, message_expiry
-from edge.publish.config import MqttSinkConfig
+from edge.liveness import DEFAULT_EXPIRY_S
+from edge.subscribe.fleet import DeviceView, Fleet
+from edge.subscribe.link import UNREACHABLE, BrokerLink, subscriber_config
+from edge.subscribe.messages import Message, printable
 
 log = logging.getLogger(__name__)
 
-#: How many event ids are remembered for de-duplication.
-SEEN_IDS = 100_000
+#: The kinds the table shows; ``state`` is left out, the events say the same live.
+KINDS = ("events", "status", "stats")
+#: QoS per subscription: events and status must not be lost, a lost stats snapshot is stale.
+QOS = {"events": 1, "status": 1, "stats": 0}
 _CLEAR = "\x1b[H\x1b[2J"
 
 
 def _clean(text: Any, limit: int = 40) -> str:
-    """Printable, single-line, bounded text from untrusted input."""
-    s = "".join(c if c.isprintable() else "?" for c in str(text))
-    return s if len(s) <= limit else s[: limit - 1] + "~"
+    """Printable, single-line text cut to ``limit`` with a ``~`` mark (a terminal cell)."""
+    return printable(text, limit, mark="~")
 
 
-@dataclass
-class DeviceView:
-    """What the monitor knows about one device."""
-
-    status: str | None = None
-    stats: dict[str, Any] | None = None
-    tracks: dict[int, tuple[Event, float]] = field(default_factory=dict)
-    events: int = 0
-    last_seen: float = 0.0
-    live: Liveness = field(default_factory=Liveness)
+def new_fleet(prefix: str = "fer", stale_after_s: float = DEFAULT_EXPIRY_S) -> Fleet:
+    """The monitor's fold: events, status and stats under ``prefix``."""
+    return Fleet(prefix, kinds=KINDS, stale_after_s=stale_after_s)
 
 
-@dataclass
-class MonitorState:
-    """Decoded view of everything received; independent of MQTT for testing."""
+def broker_text(link: BrokerLink) -> str:
+    """The connection state as the header shows it."""
+    if link.state == UNREACHABLE:
+        return f"unreachable, {link.attempts} attempts"
+    return link.state
 
-    prefix: str = "fer"
-    devices: dict[str, DeviceView] = field(default_factory=dict)
-    events: int = 0
-    duplicates: int = 0
-    bad_payloads: int = 0
-    last_error: str | None = None
-    #: Connection state shown in the header (set from the MQTT thread).
-    broker: str = "connecting"
-    #: Evidence of life without an MQTT 5 expiry counts this long (``edge/liveness.py``).
-    stale_after_s: float = DEFAULT_EXPIRY_S
-    _seen: SeenEvents = field(default_factory=lambda: SeenEvents(SEEN_IDS))
-    _shown: dict[str, str | None] = field(default_factory=dict)
 
-    def handle(
-        self,
-        topic: str,
-        payload: bytes,
-        now: float | None = None,
-        *,
-        retained: bool = False,
-        expiry_s: float | None = None,
-    ) -> Event | None:
-        """Apply one message; return the event if it is a new (not duplicate) event.
+def render(fleet: Fleet, url: str, now: float, broker: str = "connecting") -> str:
+    """The table as text (no ANSI codes).
 
-        ``retained`` and ``expiry_s`` (its MQTT 5 message-expiry interval) feed the device's
-        :class:`~edge.liveness.Liveness`; ``now`` is on the monotonic clock.
-        """
-        now = time.monotonic() if now is None else now
-        head = self.prefix + "/"
-        rest = topic[len(head) :] if topic.startswith(head) else ""
-        device, _, kind = rest.partition("/")
-        if not device or kind not in ("events", "status", "stats"):
-            return None
-        view = self.devices.setdefault(device, DeviceView())
-        view.last_seen = now
-        status = payload.decode("utf-8", "replace").strip() if kind == "status" else None
-        view.live.observe(
-            kind,
-            now,
-            stale_after_s=self.stale_after_s,
-            status=status,
-            retained=retained,
-            expiry_s=expiry_s,
+    Args:
+        fleet: What was received.
+        url: The broker URL shown in the header (password masked).
+        now: The fleet's clock (monotonic): when the table is drawn.
+        broker: The connection state (:func:`broker_text`).
+    """
+    lines = [
+        f"fer-edge monitor  {url} ({broker})  prefix {_clean(fleet.prefix)}  devices "
+        f"{len(fleet.devices)}  events {fleet.events}  duplicates {fleet.duplicates}  bad "
+        f"{fleet.bad_payloads}",
+    ]
+    if fleet.last_error:
+        lines.append(f"last bad payload: {fleet.last_error}")
+    lines.append(
+        f"{'DEVICE':<20} {'STATUS':<8} {'FPS':>6} {'P50ms':>6} {'P95ms':>6} {'QUEUE':>6} "
+        f"{'DROPPED':>7} {'RECONN':>6} {'UPTIME':>7} {'FACES':>5} {'EVENTS':>7}"
+    )
+    for name in sorted(fleet.devices):
+        lines += _device_rows(fleet.devices[name], fleet.shown(name, now), now)
+    return "\n".join(lines) + "\n"
+
+
+def _device_rows(view: DeviceView, shown: str | None, now: float) -> list[str]:
+    """One device's row and one row per face it tracks."""
+    st = view.stats or {}
+    lat = st.get("latency_ms")
+    total = lat.get("total") if isinstance(lat, dict) else None
+    total = total if isinstance(total, dict) else {}
+    rows = [
+        f"{_clean(view.device_id, 20):<20} {_clean(shown or '?', 16):<8} "
+        f"{_num(st.get('fps')):>6} "
+        f"{_num(total.get('p50')):>6} {_num(total.get('p95')):>6} "
+        f"{_num(st.get('queue_depth')):>6} {_num(st.get('dropped')):>7} "
+        f"{_num(st.get('reconnects')):>6} {_uptime(st.get('uptime_s')):>7} "
+        f"{view.faces.faces:>5} {view.events:>7}"
+    ]
+    for tid, face in sorted(view.faces.tracks.items()):
+        rows.append(
+            f"    track {tid:<6} {_clean(face.emotion, 10):<10} {face.confidence:5.2f} "
+            f"{face.type:<7} bbox {list(face.bbox)!s:<22} {now - face.updated:5.1f}s ago"
         )
-        if status is not None:
-            view.status = _clean(status, 16)
-            return None
-        if kind == "stats":
-            try:
-                stats = json.loads(payload)
-                if not isinstance(stats, dict):
-                    raise ValueError("not a JSON object")
-            except (ValueError, UnicodeDecodeError) as e:
-                self._bad(topic, f"stats: {e}")
-                return None
-            view.stats = stats
-            return None
-        try:
-            event = Event.from_json(payload)
-        except EventDecodeError as e:
-            self._bad(topic, str(e))
-            return None
-        if self._seen.check_and_add(event.event_id):
-            self.duplicates += 1
-            return None
-        self.events += 1
-        view.events += 1
-        if event.type == "end":
-            view.tracks.pop(event.track_id, None)
-        else:
-            view.tracks[event.track_id] = (event, now)
-        return event
-
-    def shown_status(self, device: str, now: float | None = None) -> str | None:
-        """The status shown for ``device``: ``stale`` once its ``online`` ran out."""
-        view = self.devices.get(device)
-        if view is None:
-            return None
-        shown = view.live.shown(time.monotonic() if now is None else now)
-        return None if shown is None else _clean(shown, 16)
-
-    def sweep(self, now: float | None = None) -> bool:
-        """Whether any device's shown status changed since the last sweep (redraw then)."""
-        now = time.monotonic() if now is None else now
-        changed = False
-        for name in self.devices:
-            shown = self.shown_status(name, now)
-            if self._shown.get(name) != shown:
-                self._shown[name] = shown
-                changed = True
-        return changed
-
-    def _bad(self, topic: str, why: str) -> None:
-        self.bad_payloads += 1
-        self.last_error = f"{_clean(topic, 60)}: {_clean(why, 100)}"
-        n = self.bad_payloads
-        if n <= 10 or n % 100 == 0:
-            log.warning("bad payload #%d on %s", n, self.last_error)
-
-    def render(self, url: str, now: float | None = None) -> str:
-        """The table as text (no ANSI codes)."""
-        now = time.monotonic() if now is None else now
-        lines = [
-            f"fer-edge monitor  {url} ({self.broker})  prefix {_clean(self.prefix)}  devices "
-            f"{len(self.devices)}  events {self.events}  duplicates {self.duplicates}  bad "
-            f"{self.bad_payloads}",
-        ]
-        if self.last_error:
-            lines.append(f"last bad payload: {self.last_error}")
-        lines.append(
-            f"{'DEVICE':<20} {'STATUS':<8} {'FPS':>6} {'P50ms':>6} {'P95ms':>6} {'QUEUE':>6} "
-            f"{'DROPPED':>7} {'RECONN':>6} {'UPTIME':>7} {'FACES':>5} {'EVENTS':>7}"
-        )
-        for name in sorted(self.devices):
-            v = self.devices[name]
-            st = v.stats or {}
-            lat = st.get("latency_ms")
-            total = lat.get("total") if isinstance(lat, dict) else None
-            total = total if isinstance(total, dict) else {}
-            lines.append(
-                f"{_clean(name, 20):<20} {self.shown_status(name, now) or '?':<8} "
-                f"{_num(st.get('fps')):>6} "
-                f"{_num(total.get('p50')):>6} {_num(total.get('p95')):>6} "
-                f"{_num(st.get('queue_depth')):>6} {_num(st.get('dropped')):>7} "
-                f"{_num(st.get('reconnects')):>6} {_uptime(st.get('uptime_s')):>7} "
-                f"{len(v.tracks):>5} {v.events:>7}"
-            )
-            for tid in sorted(v.tracks):
-                ev, seen = v.tracks[tid]
-                lines.append(
-                    f"    track {tid:<6} {_clean(ev.emotion, 10):<10} {ev.confidence:5.2f} "
-                    f"{ev.type:<7} bbox {list(ev.bbox)!s:<22} {now - seen:5.1f}s ago"
-                )
-        return "\n".join(lines) + "\n"
+    return rows
 
 
 def _uptime(v: Any) -> str:
@@ -223,6 +125,38 @@ def _num(v: Any) -> str:
     if isinstance(v, int):
         return str(v)
     return "-"
+
+
+class _Screen:
+    """Where the monitor writes: JSON lines, or the table redrawn at most every ``refresh_s``."""
+
+    def __init__(self, stream: TextIO, redraw: bool, refresh_s: float, as_json: bool, url: str):
+        self.stream, self.redraw, self.refresh_s = stream, redraw, refresh_s
+        self.as_json, self.url = as_json, url
+        self.dirty = True
+        self._next = time.monotonic()
+
+    def event(self, line: str) -> None:
+        """Print one new event as a JSON line (JSON mode only)."""
+        if self.as_json:
+            self.stream.write(line + "\n")
+            self.stream.flush()
+
+    def tick(self, fleet: Fleet, broker: str, now: float) -> None:
+        """Draw the table when due and something changed (on a terminal: when due)."""
+        if self.as_json or now < self._next or not (self.dirty or self.redraw):
+            return
+        self.draw(fleet, broker, now)
+        self.dirty = False
+        self._next = now + self.refresh_s
+
+    def draw(self, fleet: Fleet, broker: str, now: float) -> None:
+        """Draw the table now (in place on a terminal, appended otherwise)."""
+        if self.as_json:
+            return
+        table = render(fleet, self.url, now, broker)
+        self.stream.write((_CLEAR + table) if self.redraw else (table + "\n"))
+        self.stream.flush()
 
 
 def run_monitor(
@@ -270,126 +204,73 @@ def run_monitor(
         ConfigError: for a malformed URL or unreadable credentials.
         PublishError: if the broker refuses the login (retrying cannot help).
     """
-    from edge.publish.client import FATAL_CONNACK, make_client
-
     stream = out if out is not None else sys.stdout
     redraw = tty if tty is not None else bool(getattr(stream, "isatty", lambda: False)())
+    cfg = subscriber_config(
+        "monitor", url, prefix, username=username, password=password,
+        ca_file=ca_file, cert_file=cert_file, key_file=key_file,
+    )  # fmt: skip
+    fleet = new_fleet(prefix, stale_after_s)
+    inbox: queue.Queue[Message] = queue.Queue()  # paho's thread -> this one
+    link = BrokerLink(
+        cfg,
+        [(fleet.topics.wildcard(k), QOS[k]) for k in KINDS],
+        inbox.put,
+        who="monitor",
+        hint="--mqtt-url credentials",
+        client_id=client_id,
+        on_ready=ready.set if ready is not None else None,
+    )
+    screen = _Screen(stream, redraw, refresh_s, as_json, cfg.safe_url())
+    link.start()
     try:
-        cfg = MqttSinkConfig(
-            type="mqtt",
-            url=url,
-            username=username,
-            password=password,  # type: ignore[arg-type]  # pydantic coerces str to SecretStr
-            ca_file=Path(ca_file) if ca_file else None,
-            cert_file=Path(cert_file) if cert_file else None,
-            key_file=Path(key_file) if key_file else None,
-            topic_prefix=prefix,
-            reconnect_min_s=0.5,
-            reconnect_max_s=10.0,
-        )
-    except ValidationError as e:
-        msgs = "; ".join(str(err["msg"]).removeprefix("Value error, ") for err in e.errors())
-        raise ConfigError(f"monitor: {msgs}") from None
-    cid = client_id or f"fer-edge-monitor-{os.getpid()}-{uuid.uuid4().hex[:6]}"
-    client, host, port, _ = make_client(cfg, cid)
-    inbox: queue.Queue[tuple[str, bytes, bool, float | None]] = queue.Queue()
-    fatal: list[str] = []
-    connected = threading.Event()
-    failures = [0]
-    state = MonitorState(prefix=prefix, stale_after_s=stale_after_s)
-    subs = [(f"{prefix}/+/events", 1), (f"{prefix}/+/status", 1), (f"{prefix}/+/stats", 0)]
-
-    def on_connect(c: Any, u: Any, flags: Any, rc: Any, props: Any) -> None:
-        if rc.is_failure:
-            code = int(rc.value)
-            if code in FATAL_CONNACK:
-                fatal.append(FATAL_CONNACK[code])
-                c.disconnect()
-            else:
-                log.warning("broker %s refused the connection (%s); retrying", cfg.safe_url(), rc)
-            return
-        connected.set()
-        failures[0] = 0
-        state.broker = "connected"
-        c.subscribe(subs)
-
-    def on_subscribe(c: Any, u: Any, mid: Any, rcs: Any, props: Any) -> None:
-        if ready is not None:
-            ready.set()
-
-    def on_connect_fail(c: Any, u: Any) -> None:
-        failures[0] += 1
-        n = failures[0]
-        state.broker = f"unreachable, {n} attempts"
-        if n & (n - 1) == 0:  # 1, 2, 4, 8, ...
-            log.warning("broker %s unreachable (%d attempts); retrying", cfg.safe_url(), n)
-
-    def on_disconnect(c: Any, u: Any, flags: Any, rc: Any, props: Any) -> None:
-        if connected.is_set():
-            log.warning("lost connection to %s (%s); reconnecting", cfg.safe_url(), rc)
-        connected.clear()
-        state.broker = "reconnecting"
-
-    def on_message(c: Any, u: Any, msg: Any) -> None:
-        expiry = message_expiry(getattr(msg, "properties", None))
-        inbox.put((str(msg.topic), bytes(msg.payload), bool(msg.retain), expiry))
-
-    client.on_connect = on_connect
-    client.on_subscribe = on_subscribe
-    client.on_connect_fail = on_connect_fail
-    client.on_disconnect = on_disconnect
-    client.on_message = on_message
-    safe = cfg.safe_url()
-    client.connect_async(host, port, keepalive=30)
-    client.loop_start()
-    start = time.monotonic()
-    next_draw = start
-    dirty = True
-    try:
-        while True:
-            now = time.monotonic()
-            if fatal:
-                raise PublishError(
-                    f"MQTT broker {safe} refused the monitor's connection: {fatal[0]}; check "
-                    "--mqtt-url credentials or $FER_EDGE_MQTT_PASSWORD"
-                )
-            if max_seconds is not None and now - start >= max_seconds:
-                break
-            if max_events is not None and state.events >= max_events:
-                break
-            try:
-                topic, payload, retained, expiry = inbox.get(timeout=0.1)
-            except queue.Empty:
-                pass
-            else:
-                ev = state.handle(topic, payload, retained=retained, expiry_s=expiry)
-                dirty = True
-                if ev is not None and as_json:
-                    stream.write(ev.to_json() + "\n")
-                    stream.flush()
-            if state.sweep():
-                dirty = True  # a device went stale: silence changes the table too
-            if not as_json and (now >= next_draw) and (dirty or redraw):
-                _draw(stream, state.render(safe), redraw)
-                dirty = False
-                next_draw = now + refresh_s
+        _follow(link, inbox, fleet, screen, max_seconds, max_events)
     except KeyboardInterrupt:
         pass
     finally:
-        client.disconnect()
-        client.loop_stop()
-    if not as_json:
-        _draw(stream, state.render(safe), redraw)
-    if state.bad_payloads or state.duplicates:
+        link.stop()
+    screen.draw(fleet, broker_text(link), time.monotonic())
+    if fleet.bad_payloads or fleet.duplicates:
         log.warning(
             "monitor: %d events, %d duplicates dropped, %d bad payloads",
-            state.events,
-            state.duplicates,
-            state.bad_payloads,
+            fleet.events,
+            fleet.duplicates,
+            fleet.bad_payloads,
         )
     return 0
 
 
-def _draw(stream: TextIO, table: str, redraw: bool) -> None:
-    stream.write((_CLEAR + table) if redraw else (table + "\n"))
-    stream.flush()
+def _follow(
+    link: BrokerLink,
+    inbox: queue.Queue[Message],
+    fleet: Fleet,
+    screen: _Screen,
+    max_seconds: float | None,
+    max_events: int | None,
+) -> None:
+    """Fold what arrives and keep the screen current until a limit is reached.
+
+    Raises:
+        PublishError: once the broker refused the login for good.
+    """
+    start = time.monotonic()
+    while True:
+        link.check()
+        if max_seconds is not None and time.monotonic() - start >= max_seconds:
+            return
+        if max_events is not None and fleet.events >= max_events:
+            return
+        try:
+            msg = inbox.get(timeout=0.1)
+        except queue.Empty:
+            pass
+        else:
+            update = fleet.handle(msg, time.monotonic())
+            screen.dirty = True
+            if update is not None and update.event is not None:
+                screen.event(update.event.to_json())
+        # One instant for the sweep and the table, so a device swept stale is drawn stale.
+        now = time.monotonic()
+        if fleet.sweep(now):
+            screen.dirty = True  # a device went stale: silence changes the table too
+        screen.tick(fleet, broker_text(link), now)

@@ -15,17 +15,75 @@ a person in front of the device most likely cares about. They are ``null`` when 
 tracked. ``ts`` is the timestamp of the last event folded in, so the state is a pure function of
 the event sequence (see :func:`build_state`).
 
-Pure Python, no MQTT: the pipeline, the web dashboard and the tests share it.
+One fold, three users: the pipeline folds its own events to publish the state; the subscribers
+(``fer-edge monitor`` and the web dashboard, through ``edge/subscribe/fleet.py``) fold the events
+they receive into the same :class:`FaceState` to show who is in front of each camera now. Each
+tracked face is kept as a :class:`Face`, which also remembers what only a viewer needs (the last
+event's type, scores and timestamp, and when it arrived); :meth:`FaceState.snapshot` publishes
+only the ``fer.state/1`` fields.
+
+Pure Python, no MQTT.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any
 
-from edge.events import Event
+from edge.events import Event, EventType
 
 STATE_SCHEMA = "fer.state/1"
+
+
+@dataclass(frozen=True)
+class Face:
+    """One tracked face as the newest event (or a retained state) described it.
+
+    Attributes:
+        track_id: The tracker's id for the face.
+        emotion: Its dominant emotion label.
+        confidence: Probability of ``emotion``.
+        bbox: ``(x, y, w, h)`` in frame pixels.
+        scores: Every label's probability in the model's label order, or None when the face
+            came from a ``fer.state/1`` object (which carries no scores).
+        type: The newest event's type, or ``state`` for a face seeded from a state object.
+        ts: The newest event's (or the state's) timestamp, or None.
+        updated: When the caller received it (the caller's clock; 0.0 when it does not care).
+    """
+
+    track_id: int
+    emotion: str
+    confidence: float
+    bbox: tuple[int, int, int, int]
+    scores: tuple[float, ...] | None = None
+    type: str = EventType.START
+    ts: str | None = None
+    updated: float = 0.0
+
+    @classmethod
+    def from_event(cls, event: Event, now: float = 0.0) -> Face:
+        """The face an event describes, received at ``now``."""
+        return cls(
+            track_id=event.track_id,
+            emotion=event.emotion,
+            confidence=event.confidence,
+            bbox=event.bbox,
+            scores=tuple(event.scores.values()),
+            type=event.type,
+            ts=event.ts,
+            updated=now,
+        )
+
+    def track(self) -> dict[str, Any]:
+        """Its entry in a ``fer.state/1`` object's ``tracks`` (what the state publishes)."""
+        return {
+            "track_id": self.track_id,
+            "emotion": self.emotion,
+            "confidence": self.confidence,
+            "bbox": list(self.bbox),
+        }
 
 
 class FaceState:
@@ -37,35 +95,40 @@ class FaceState:
 
     def __init__(self, device_id: str) -> None:
         self.device_id = device_id
-        self._tracks: dict[int, dict[str, Any]] = {}
+        self._tracks: dict[int, Face] = {}
         self._ts: str | None = None
         self._model: dict[str, str] | None = None
 
-    def apply(self, event: Event) -> bool:
+    def apply(self, event: Event, now: float = 0.0) -> bool:
         """Fold one event in.
 
-        ``start``, ``change`` and ``update`` set the track's emotion, confidence and box;
-        ``end`` removes the track.
+        ``start``, ``change`` and ``update`` set the track's face (always the newest one, so a
+        viewer sees the latest type, scores and time); ``end`` removes the track.
+
+        Args:
+            event: The event, in the device's order.
+            now: When it was received (kept in :attr:`Face.updated`).
 
         Returns:
-            True if the snapshot changed (an ``end`` for an unknown track changes nothing).
+            True if the snapshot changed (an ``end`` for an unknown track changes nothing, nor
+            does an event that repeats the track's emotion, confidence and box).
         """
-        if event.type == "end":
+        if event.type == EventType.END:
             if self._tracks.pop(event.track_id, None) is None:
                 return False
         else:
-            face = {
-                "track_id": event.track_id,
-                "emotion": event.emotion,
-                "confidence": event.confidence,
-                "bbox": list(event.bbox),
-            }
-            if self._tracks.get(event.track_id) == face:
-                return False
+            face = Face.from_event(event, now)
+            old = self._tracks.get(event.track_id)
             self._tracks[event.track_id] = face
+            if old is not None and old.track() == face.track():
+                return False
         self._ts = event.ts
         self._model = {"name": event.model.name, "sha256": event.model.sha256}
         return True
+
+    def replace(self, faces: Iterable[Face]) -> None:
+        """Make ``faces`` the current faces (a subscriber seeding from a retained state)."""
+        self._tracks = {f.track_id: f for f in faces}
 
     def clear(self) -> bool:
         """Forget every face (e.g. the tracker was reset); True if there were any."""
@@ -78,14 +141,20 @@ class FaceState:
         """Number of tracked faces."""
         return len(self._tracks)
 
+    @property
+    def tracks(self) -> Mapping[int, Face]:
+        """The current faces by track id (a read-only view: change them through the fold)."""
+        return MappingProxyType(self._tracks)
+
     def dominant(self) -> dict[str, Any] | None:
         """The dominant face (largest box, then most confident, then oldest id), or None."""
         if not self._tracks:
             return None
-        return min(
+        face = min(
             self._tracks.values(),
-            key=lambda f: (-(f["bbox"][2] * f["bbox"][3]), -f["confidence"], f["track_id"]),
+            key=lambda f: (-(f.bbox[2] * f.bbox[3]), -f.confidence, f.track_id),
         )
+        return face.track()
 
     def snapshot(self, ts: str | None = None) -> dict[str, Any]:
         """The ``fer.state/1`` JSON object (see module docstring).
@@ -102,10 +171,7 @@ class FaceState:
             "emotion": dom["emotion"] if dom else None,
             "confidence": dom["confidence"] if dom else None,
             "track_id": dom["track_id"] if dom else None,
-            "tracks": [
-                dict(self._tracks[k], bbox=list(self._tracks[k]["bbox"]))
-                for k in sorted(self._tracks)
-            ],
+            "tracks": [self._tracks[k].track() for k in sorted(self._tracks)],
             "model": dict(self._model) if self._model else None,
         }
 

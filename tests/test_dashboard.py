@@ -31,6 +31,8 @@ from edge.contract import FER2013_LABELS
 from edge.errors import ConfigError
 from edge.events import Event, ModelRef
 from edge.state import build_state
+from edge.subscribe.link import subscriber_config
+from edge.subscribe.messages import MAX_PAYLOAD, Message
 from edge.testing.broker import Mosquitto, TcpProxy, free_port
 
 aiohttp = pytest.importorskip("aiohttp", reason="the dashboard extra (aiohttp) is not installed")
@@ -40,10 +42,9 @@ from aiohttp.test_utils import TestClient, TestServer  # noqa: E402
 from edge.dashboard.server import (  # noqa: E402
     Dashboard,
     check_exposure,
-    mqtt_config,
     parse_basic_auth,
 )
-from edge.dashboard.state import MAX_PAYLOAD, DashboardState  # noqa: E402
+from edge.dashboard.state import DashboardState  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 CHROMIUM = shutil.which("chromium") or (
@@ -78,23 +79,26 @@ def test_state_tracks_devices_faces_history_and_rejects_bad_input() -> None:
     assert st.handle("fer/cam/events", ev("cam", 2, "start", "sad").to_json().encode(), 102.0)
     stats = {"fps": 14.5, "queue_depth": 0, "model": {"name": "sepnet", "sha256": "x"}}
     assert st.handle("fer/cam/stats", json.dumps(stats).encode(), now=103.0) == "cam"
-    dev = st.devices["cam"]
+    dev, chart = st.fleet.devices["cam"], st.charts["cam"]
     assert (dev.status, dev.stats["fps"], dev.model, dev.events) == ("online", 14.5, "sepnet", 2)
-    assert [f["emotion"] for f in dev.to_json()["faces"]] == ["happy", "sad"]
-    assert dev.labels == list(LABELS)
+    faces = st.device_json("cam")["faces"]  # type: ignore[index]
+    assert [f["emotion"] for f in faces] == ["happy", "sad"]
+    assert faces[0]["scores"] == [a.scores[k] for k in LABELS] and faces[0]["type"] == "start"
+    assert (faces[0]["ts"], faces[0]["updated"]) == (a.ts, 101.0)
+    assert chart.labels == list(LABELS)
     # History: the mean score per label over the current faces, one point per event.
-    t, point = dev.history[-1]
+    t, point = chart.history[-1]
     assert t == 102.0 and len(point) == len(LABELS)
     assert point[LABELS.index("happy")] == pytest.approx((0.8 + 0.2 / 6) / 2, abs=1e-3)
     st.handle("fer/cam/events", ev("cam", 1, "end", "happy").to_json().encode(), now=104.0)
     st.handle("fer/cam/events", ev("cam", 2, "end", "sad").to_json().encode(), now=200.0)
-    assert dev.faces == {} and dev.history[-1][1] == [0.0] * len(LABELS)
+    assert dev.faces.tracks == {} and chart.history[-1][1] == [0.0] * len(LABELS)
     # A device that goes offline (Last Will) or stops watches nobody any more.
     st.handle("fer/cam/events", ev("cam", 3, "start", "fear").to_json().encode(), now=200.0)
     assert st.handle("fer/cam/status", b"offline", now=200.0) == "cam"
-    assert dev.faces == {} and dev.status == "offline"
+    assert dev.faces.tracks == {} and dev.status == "offline"
     # Older than the window: trimmed, except one point that holds the left edge's value.
-    assert [p[0] for p in dev.history] == [104.0, 200.0, 200.0, 200.0]
+    assert [p[0] for p in chart.history] == [104.0, 200.0, 200.0, 200.0]
     # Bad input is counted, never raised; other prefixes and kinds are ignored.
     for topic, payload in [
         ("fer/cam/events", b"{nope"),
@@ -105,10 +109,10 @@ def test_state_tracks_devices_faces_history_and_rejects_bad_input() -> None:
         ("fer/cam/stats", b"{" + b" " * MAX_PAYLOAD + b"}"),
     ]:
         assert st.handle(topic, payload) is None, payload[:40]
-    assert st.bad_payloads == 6
+    assert st.fleet.bad_payloads == 6
     assert st.handle("other/cam/events", b"x") is None
     assert st.handle("fer/cam/images", b"x") is None
-    assert st.bad_payloads == 6
+    assert st.fleet.bad_payloads == 6
     snap = json.loads(json.dumps(st.snapshot(), allow_nan=False))
     assert [d["device_id"] for d in snap["devices"]] == ["cam"]
 
@@ -117,24 +121,25 @@ def test_retained_state_seeds_faces_until_events_arrive() -> None:
     st = DashboardState("fer")
     state = build_state("door", [ev("door", 5, "start", "surprise", 0.6)])
     assert st.handle("fer/door/state", json.dumps(state).encode()) == "door"
-    assert [(f["track_id"], f["emotion"]) for f in st.devices["door"].to_json()["faces"]] == [
-        (5, "surprise")
+    faces = st.device_json("door")["faces"]  # type: ignore[index]
+    assert [(f["track_id"], f["emotion"], f["type"], f["scores"]) for f in faces] == [
+        (5, "surprise", "state", None)
     ]
     st.handle("fer/door/events", ev("door", 6, "start", "fear").to_json().encode())
     # From the first event on, events are the source of truth; a (late) state is ignored.
     assert st.handle("fer/door/state", json.dumps(build_state("door", [])).encode()) is None
-    assert sorted(st.devices["door"].faces) == [5, 6]
+    assert sorted(st.fleet.devices["door"].faces.tracks) == [5, 6]
     bad = dict(state, tracks=[{"track_id": "x"}])
     assert st.handle("fer/other/state", json.dumps(bad).encode()) is None
-    assert st.bad_payloads == 1
+    assert st.fleet.bad_payloads == 1
 
 
 def test_device_cap_and_hostile_text() -> None:
     st = DashboardState("fer", max_devices=2)
     st.handle("fer/a/status", b"online")
     st.handle("fer/b/status", b"\x1b[2Jonline-with-a-very-long-status")
-    assert st.handle("fer/c/status", b"online") is None and st.ignored == 1
-    assert st.devices["b"].status == "?[2Jonline-with-"  # printable, bounded
+    assert st.handle("fer/c/status", b"online") is None and st.fleet.ignored == 1
+    assert st.fleet.devices["b"].status == "?[2Jonline-with-"  # printable, bounded
 
 
 def test_basic_auth_parsing_and_exposure_rules(caplog: pytest.LogCaptureFixture) -> None:
@@ -154,7 +159,7 @@ def test_basic_auth_parsing_and_exposure_rules(caplog: pytest.LogCaptureFixture)
         check_exposure("0.0.0.0", None, True)
     assert "WITHOUT authentication" in caplog.text
     with pytest.raises(ConfigError, match="scheme"):
-        mqtt_config("http://x")
+        subscriber_config("dashboard", "http://x")
 
 
 def _auth(user: str, pw: str) -> dict[str, str]:
@@ -163,7 +168,7 @@ def _auth(user: str, pw: str) -> dict[str, str]:
 
 def test_http_routes_auth_headers_and_sse_snapshot() -> None:
     # The MQTT side points at a closed port: the web side must work regardless.
-    cfg = mqtt_config(f"mqtt://127.0.0.1:{free_port()}", "fer")
+    cfg = subscriber_config("dashboard", f"mqtt://127.0.0.1:{free_port()}", "fer")
 
     async def scenario() -> None:
         dash = Dashboard(cfg, auth=("admin", "pw"), push_interval_s=0.05)
@@ -195,7 +200,8 @@ def test_http_routes_auth_headers_and_sse_snapshot() -> None:
             assert first.startswith(b"event: snapshot\ndata: ")
             assert json.loads(first.split(b"data: ", 1)[1])["devices"][0]["status"] == "online"
             # A change is pushed to the open stream as a 'device' message.
-            dash._on_message("fer/cam/events", ev("cam", 1, "start", "happy").to_json().encode())
+            happy = ev("cam", 1, "start", "happy").to_json().encode()
+            dash._on_message(Message("fer/cam/events", happy))
             while True:
                 msg = await asyncio.wait_for(r.content.readuntil(b"\n\n"), 5)
                 if msg.startswith(b"event: device"):

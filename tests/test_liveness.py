@@ -27,11 +27,13 @@ from edge.dashboard.state import DashboardState
 from edge.errors import ConfigError
 from edge.events import Event, ModelRef
 from edge.liveness import DEFAULT_EXPIRY_S, Liveness, heartbeat_interval, message_expiry
-from edge.monitor import MonitorState, run_monitor
+from edge.monitor import new_fleet, render, run_monitor
 from edge.publish.config import MqttSinkConfig
 from edge.publish.homeassistant import discovery_configs
 from edge.publish.mqtt import MqttSink
 from edge.publish.registry import parse_sink_config
+from edge.subscribe.link import subscriber_config
+from edge.subscribe.messages import Message
 from edge.testing.broker import Mosquitto, TcpProxy, free_port
 
 MODEL = ModelRef("m", "f" * 64)
@@ -111,7 +113,7 @@ def test_message_expiry_reads_paho_properties() -> None:
 
 def test_monitor_and_dashboard_share_the_rule() -> None:
     """The same messages give the same shown status in both subscribers, at every time."""
-    mon = MonitorState(prefix="fer", stale_after_s=6)
+    mon = new_fleet("fer", stale_after_s=6)
     dash = DashboardState("fer", stale_after_s=6)
     ev = event("cam", 1)
     script: list[tuple[float, str, bytes, bool, float | None]] = [
@@ -128,11 +130,11 @@ def test_monitor_and_dashboard_share_the_rule() -> None:
     for now in times:
         while i < len(script) and script[i][0] <= now:
             t, topic, payload, retained, expiry = script[i]
-            mon.handle(topic, payload, now=t, retained=retained, expiry_s=expiry)
+            mon.handle(Message(topic, payload, retained, expiry), now=t)
             dash.handle(topic, payload, now=t, retained=retained, expiry_s=expiry)
             i += 1
-        shown_mon.append(mon.shown_status("cam", now))
-        shown_dash.append(dash.devices["cam"].to_json(now)["liveness"])
+        shown_mon.append(mon.shown("cam", now))
+        shown_dash.append(dash.device_json("cam", now)["liveness"])  # type: ignore[index]
     assert shown_mon == shown_dash
     assert shown_mon[times.index(6.5)] == "online"  # event at 1 s: evidence until 7 s
     assert shown_mon[times.index(7.5)] == "stale"
@@ -146,16 +148,20 @@ def test_dashboard_sweep_reports_silent_deaths_and_clears_faces() -> None:
     dash = DashboardState("fer", stale_after_s=5)
     dash.handle("fer/cam/status", b"online", now=0.0)
     dash.handle("fer/cam/events", event("cam", 1).to_json().encode(), now=1.0)
-    assert dash.sweep(now=2.0) == [] and dash.devices["cam"].faces
+    assert dash.sweep(now=2.0) == [] and dash.fleet.devices["cam"].faces.tracks
     assert dash.sweep(now=6.5) == ["cam"]
-    assert dash.devices["cam"].faces == {} and dash.devices["cam"].to_json(6.5)["liveness"] == (
-        "stale"
-    )
+    assert dash.fleet.devices["cam"].faces.tracks == {}
+    assert dash.device_json("cam", 6.5)["liveness"] == "stale"  # type: ignore[index]
+    assert dash.charts["cam"].history[-1] == (6.5, [0.0, 0.0])  # the chart drops to zero
     assert dash.sweep(now=7.0) == []  # reported once
-    mon = MonitorState(prefix="fer", stale_after_s=5)
-    mon.handle("fer/cam/status", b"online", now=0.0)
-    assert mon.sweep(now=1.0) is True and mon.sweep(now=2.0) is False
-    assert mon.sweep(now=5.5) is True and "stale" in mon.render("u", now=5.5)
+    mon = new_fleet("fer", stale_after_s=5)
+    mon.handle(Message("fer/cam/status", b"online"), now=0.0)
+    mon.handle(Message("fer/cam/events", event("cam", 1).to_json().encode()), now=0.5)
+    assert mon.sweep(now=1.0) == [] and "track 1" in render(mon, "u", now=1.0)
+    (swept,) = mon.sweep(now=5.6)
+    assert (swept.device, swept.cleared) == ("cam", True) and mon.sweep(now=6.0) == []
+    table = render(mon, "u", now=5.6)
+    assert "stale" in table and "track 1" not in table  # the monitor shows faces now, too
 
 
 def test_home_assistant_sensors_expire_and_config_is_validated() -> None:
@@ -270,7 +276,7 @@ def test_silent_device_is_stale_everywhere_and_half_open_link_is_noticed(
     stale within its 3 s expiry (long before the broker's will at 1.5 x 6 s), the device
     notices the dead link within 1.5 x keepalive, and every event reaches the broker after the
     link returns."""
-    from edge.dashboard.server import Dashboard, mqtt_config, run_dashboard
+    from edge.dashboard.server import Dashboard, run_dashboard
 
     broker = mosquitto_factory()
     proxy = TcpProxy(broker.host, broker.port)
@@ -286,7 +292,7 @@ def test_silent_device_is_stale_everywhere_and_half_open_link_is_noticed(
     )
     mon.start()
     port = free_port()
-    dash = Dashboard(mqtt_config(broker.url), push_interval_s=0.1)
+    dash = Dashboard(subscriber_config("dashboard", broker.url), push_interval_s=0.1)
     dash_ready = threading.Event()
     dt = threading.Thread(
         target=run_dashboard,
@@ -374,7 +380,7 @@ def test_broker_crash_then_device_death_leaves_no_eternal_online(
         assert retained == []
     else:
         assert retained == [b"online"]  # the 3.1.1 fallback: subscribers judge by age
-        mon = MonitorState(prefix="fer", stale_after_s=2)
-        mon.handle("fer/crash-cam/status", retained[0], now=0.0, retained=True)
-        assert mon.shown_status("crash-cam", 1.9) == "online"
-        assert mon.shown_status("crash-cam", 2.1) == "stale"
+        mon = new_fleet("fer", stale_after_s=2)
+        mon.handle(Message("fer/crash-cam/status", retained[0], retained=True), now=0.0)
+        assert mon.shown("crash-cam", 1.9) == "online"
+        assert mon.shown("crash-cam", 2.1) == "stale"

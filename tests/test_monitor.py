@@ -13,9 +13,11 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from edge.errors import ConfigError, PublishError
 from edge.events import Event, ModelRef
-from edge.monitor import MonitorState, run_monitor
+from edge.monitor import new_fleet, render, run_monitor
 from edge.publish.config import MqttSinkConfig
 from edge.publish.mqtt import MqttSink
+from edge.subscribe.fleet import Fleet
+from edge.subscribe.messages import Message
 from edge.testing.broker import Mosquitto
 
 MODEL = ModelRef("m", "f" * 64)
@@ -35,36 +37,47 @@ def ev(device: str, track: int, kind: str = "start", emotion: str = "happy") -> 
     )
 
 
+def new_event(st: Fleet, topic: str, payload: bytes) -> Event | None:
+    """What the monitor prints in JSON mode for one message: the new event, or None."""
+    update = st.handle(Message(topic, payload), now=0.0)
+    return None if update is None else update.event
+
+
 def test_state_dedups_counts_bad_and_tracks_faces() -> None:
-    st = MonitorState(prefix="fer")
+    st = new_fleet("fer")
     a, b = ev("cam1", 1), ev("cam1", 2, emotion="sad")
-    assert st.handle("fer/cam1/events", a.to_json().encode()) == a
-    assert st.handle("fer/cam1/events", a.to_json().encode()) is None  # QoS-1 redelivery
-    assert st.handle("fer/cam1/events", b.to_json().encode()) == b
-    assert st.handle("fer/cam1/events", b"{not json") is None
-    assert st.handle("fer/cam1/events", json.dumps({"schema": "x"}).encode()) is None
-    assert st.handle("fer/cam1/events", b"\xff\xfe") is None
-    assert st.handle("fer/cam1/stats", b"[1, 2]") is None
-    st.handle("fer/cam1/status", b"online")
-    st.handle("fer/cam1/stats", json.dumps({"fps": 9.5, "queue_depth": 3}).encode())
+    assert new_event(st, "fer/cam1/events", a.to_json().encode()) == a
+    assert new_event(st, "fer/cam1/events", a.to_json().encode()) is None  # QoS-1 redelivery
+    assert new_event(st, "fer/cam1/events", b.to_json().encode()) == b
+    assert new_event(st, "fer/cam1/events", b"{not json") is None
+    assert new_event(st, "fer/cam1/events", json.dumps({"schema": "x"}).encode()) is None
+    assert new_event(st, "fer/cam1/events", b"\xff\xfe") is None
+    assert new_event(st, "fer/cam1/stats", b"[1, 2]") is None
+    new_event(st, "fer/cam1/status", b"online")
+    new_event(st, "fer/cam1/stats", json.dumps({"fps": 9.5, "queue_depth": 3}).encode())
     assert (st.events, st.duplicates, st.bad_payloads) == (2, 1, 4)
     view = st.devices["cam1"]
-    assert view.status == "online" and sorted(view.tracks) == [1, 2]
-    st.handle("fer/cam1/events", ev("cam1", 1, kind="end").to_json().encode())
-    assert sorted(view.tracks) == [2]
-    table = st.render("mqtt://h:1883")
+    assert view.status == "online" and sorted(view.faces.tracks) == [1, 2]
+    new_event(st, "fer/cam1/events", ev("cam1", 1, kind="end").to_json().encode())
+    assert sorted(view.faces.tracks) == [2]
+    table = render(st, "mqtt://h:1883", now=0.0)
     assert "cam1" in table and "sad" in table and "9.5" in table and "bad 4" in table
-    # Topics outside the prefix or with an unknown kind are ignored, not counted as bad.
-    assert st.handle("other/cam1/events", b"x") is None
-    assert st.handle("fer/cam1/images", b"x") is None
+    assert "last bad payload: fer/cam1/stats: not a JSON object" in table
+    # Topics outside the prefix or with an unknown kind are ignored, not counted as bad; the
+    # monitor leaves the retained state out (the events say the same, live).
+    assert new_event(st, "other/cam1/events", b"x") is None
+    assert new_event(st, "fer/cam1/images", b"x") is None
+    assert new_event(st, "fer/cam1/state", b"x") is None
     assert st.bad_payloads == 4
 
 
 def test_hostile_text_cannot_reach_the_terminal() -> None:
-    st = MonitorState()
-    st.handle("fer/cam\x1b[2J/status", b"\x1b]0;pwned\x07online")
-    out = st.render("mqtt://h:1883")
+    st = new_fleet()
+    new_event(st, "fer/cam\x1b[2J/status", b"\x1b]0;pwned\x07online")
+    new_event(st, "fer/cam\x1b[2J/stats", b'{"fps": 1.5')  # bad: quoted in the header
+    out = render(st, "mqtt://h:1883", now=0.0)
     assert "\x1b" not in out and "\x07" not in out
+    assert "cam?[2J" in out and "?]0;pwned?online" in out  # control codes shown as ?
 
 
 def test_bad_url_is_a_config_error() -> None:

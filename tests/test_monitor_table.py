@@ -6,7 +6,8 @@ import json
 
 from edge.contract import FER2013_LABELS
 from edge.events import Event, ModelRef
-from edge.monitor import MonitorState
+from edge.monitor import new_fleet, render
+from edge.subscribe.messages import Message
 
 
 def _event(track: int, emotion: str) -> Event:
@@ -24,18 +25,19 @@ def _event(track: int, emotion: str) -> Event:
 
 
 def test_table_rows_are_aligned_and_show_latency_and_uptime() -> None:
-    st = MonitorState()
-    st.handle("fer/door-cam/status", b"online", now=0.0)
+    st = new_fleet()
+    st.handle(Message("fer/door-cam/status", b"online"), now=0.0)
     stats = {
         "fps": 14.83, "queue_depth": 2, "dropped": 5, "reconnects": 1, "uptime_s": 3725.2,
         "latency_ms": {"total": {"p50": 41.2, "p95": 63.9}},
     }  # fmt: skip
-    st.handle("fer/door-cam/stats", json.dumps(stats).encode(), now=0.0)
-    st.handle("fer/door-cam/events", _event(1, "happy").to_json().encode(), now=1.0)
-    st.handle("fer/door-cam/events", _event(12, "surprise").to_json().encode(), now=2.0)
+    st.handle(Message("fer/door-cam/stats", json.dumps(stats).encode()), now=0.0)
+    st.handle(Message("fer/door-cam/events", _event(1, "happy").to_json().encode()), now=1.0)
+    st.handle(Message("fer/door-cam/events", _event(12, "surprise").to_json().encode()), now=2.0)
     # Malformed stats fields render as '-', never raise.
-    st.handle("fer/lobby/stats", json.dumps({"latency_ms": [1], "uptime_s": 1e300}).encode())
-    lines = st.render("mqtt://h:1883", now=5.0).splitlines()
+    lobby_stats = json.dumps({"latency_ms": [1], "uptime_s": 1e300}).encode()
+    st.handle(Message("fer/lobby/stats", lobby_stats), now=0.0)
+    lines = render(st, "mqtt://h:1883", now=5.0).splitlines()
     header = next(i for i, line in enumerate(lines) if line.startswith("DEVICE"))
     cols = lines[header].split()
     assert cols == [
@@ -48,5 +50,6 @@ def test_table_rows_are_aligned_and_show_latency_and_uptime() -> None:
     assert len(lines[header + 1]) == len(lines[header])
     faces = [line for line in lines if line.startswith("    track")]
     assert [f.split()[1:3] for f in faces] == [["1", "happy"], ["12", "surprise"]]
+    assert [f.split()[-2] for f in faces] == ["4.0s", "3.0s"]  # since each face's last event
     lobby = next(line for line in lines if line.startswith("lobby"))
     assert lobby.split()[1:9] == ["?", "-", "-", "-", "-", "-", "-", "-"]

@@ -1,6 +1,7 @@
 """``fer-edge dashboard``: a small live web dashboard (aiohttp + paho-mqtt + Server-Sent Events).
 
-A paho client subscribes to ``<prefix>/+/#`` and feeds every message into a
+A :class:`~edge.subscribe.link.BrokerLink` (the subscriber side ``fer-edge monitor`` shares)
+subscribes to ``<prefix>/+/#`` and feeds every message into a
 :class:`~edge.dashboard.state.DashboardState` on the asyncio loop; changed devices are pushed to
 every browser as SSE ``device`` messages (coalesced every ``push_interval_s`` so a chatty stats
 topic cannot flood browsers). Routes:
@@ -25,21 +26,20 @@ import hmac
 import ipaddress
 import json
 import logging
-import os
 import signal
 import threading
-import uuid
 from collections.abc import Awaitable, Callable
 from importlib import resources
 from typing import Any
 
 from aiohttp import web
-from pydantic import ValidationError
 
 from edge.dashboard.state import DashboardState
-from edge.errors import ConfigError, PublishError
-from edge.liveness import DEFAULT_EXPIRY_S, message_expiry
+from edge.errors import ConfigError
+from edge.liveness import DEFAULT_EXPIRY_S
 from edge.publish.config import MqttSinkConfig
+from edge.subscribe.link import REFUSED, BrokerLink, client_id_for
+from edge.subscribe.messages import Message
 
 log = logging.getLogger(__name__)
 
@@ -132,14 +132,13 @@ class Dashboard:
         self.auth = auth
         self.state = DashboardState(self.prefix, history_s=history_s, stale_after_s=stale_after_s)
         self.push_interval_s = push_interval_s
-        self.client_id = client_id or f"fer-edge-dashboard-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        self.client_id = client_id or client_id_for("dashboard")
         self.broker = "connecting"
-        self.fatal: str | None = None
         self._clients: set[asyncio.Queue[str | None]] = set()
         self._dirty: set[str] = set()
         self._broker_dirty = False
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._mqtt: Any = None
+        self._link: BrokerLink | None = None
         self._pusher: asyncio.Task[None] | None = None
 
     # ---------------------------------------------------------------- web app
@@ -255,9 +254,9 @@ class Dashboard:
                 continue
             dirty, self._dirty = self._dirty, set()
             for dev in sorted(dirty):
-                entry = self.state.devices.get(dev)
+                entry = self.state.device_json(dev)
                 if entry is not None:
-                    self._broadcast(_sse_text("device", entry.to_json()))
+                    self._broadcast(_sse_text("device", entry))
 
     # ---------------------------------------------------------------- MQTT
     async def _on_startup(self, app: web.Application) -> None:
@@ -276,67 +275,49 @@ class Dashboard:
     async def _on_cleanup(self, app: web.Application) -> None:
         if self._pusher is not None:
             self._pusher.cancel()
-        if self._mqtt is not None:
-            self._mqtt.disconnect()
-            self._mqtt.loop_stop()
+        if self._link is not None:
+            self._link.stop()
 
     def _start_mqtt(self) -> None:
-        from edge.publish.client import FATAL_CONNACK, make_client
-
-        client, host, port, _ = make_client(self.mqtt_cfg, self.client_id)
         loop = self._loop
         assert loop is not None
-        topic = f"{self.prefix}/+/#"
+        # paho calls back on its own thread: everything is handed to the asyncio loop.
+        self._link = BrokerLink(
+            self.mqtt_cfg,
+            [(self.state.fleet.topics.wildcard(), 1)],
+            lambda msg: loop.call_soon_threadsafe(self._on_message, msg),
+            who="dashboard",
+            hint="--username/--password",
+            client_id=self.client_id,
+            on_change=lambda link: loop.call_soon_threadsafe(self._set_broker, _broker(link)),
+        )
+        self._link.start()
 
-        def on_connect(c: Any, u: Any, flags: Any, rc: Any, props: Any) -> None:
-            if rc.is_failure:
-                code = int(rc.value)
-                if code in FATAL_CONNACK:
-                    self.fatal = FATAL_CONNACK[code]
-                    log.error(
-                        "broker %s refused the dashboard: %s; check --username/--password",
-                        self.mqtt_cfg.safe_url(),
-                        self.fatal,
-                    )
-                    c.disconnect()
-                    loop.call_soon_threadsafe(self._set_broker, f"refused: {self.fatal}")
-                return
-            c.subscribe(topic, qos=1)
-            log.info("subscribed to %s on %s", topic, self.mqtt_cfg.safe_url())
-            loop.call_soon_threadsafe(self._set_broker, "connected")
+    def check(self) -> None:
+        """Raise if the broker refused the dashboard for good.
 
-        def on_disconnect(c: Any, u: Any, flags: Any, rc: Any, props: Any) -> None:
-            if self.fatal is None:
-                loop.call_soon_threadsafe(self._set_broker, "reconnecting")
-
-        def on_connect_fail(c: Any, u: Any) -> None:
-            loop.call_soon_threadsafe(self._set_broker, "unreachable")
-
-        def on_message(c: Any, u: Any, msg: Any) -> None:
-            expiry = message_expiry(getattr(msg, "properties", None))
-            loop.call_soon_threadsafe(
-                self._on_message, str(msg.topic), bytes(msg.payload), bool(msg.retain), expiry
-            )
-
-        client.on_connect = on_connect
-        client.on_disconnect = on_disconnect
-        client.on_connect_fail = on_connect_fail
-        client.on_message = on_message
-        client.connect_async(host, port, keepalive=self.mqtt_cfg.keepalive_s)
-        client.loop_start()
-        self._mqtt = client
+        Raises:
+            PublishError: naming the broker, the reason and what to check.
+        """
+        if self._link is not None:
+            self._link.check()
 
     def _set_broker(self, text: str) -> None:
         if text != self.broker:
             self.broker = text
             self._broker_dirty = True
 
-    def _on_message(
-        self, topic: str, payload: bytes, retained: bool = False, expiry: float | None = None
-    ) -> None:
-        device = self.state.handle(topic, payload, retained=retained, expiry_s=expiry)
+    def _on_message(self, msg: Message) -> None:
+        device = self.state.handle(
+            msg.topic, msg.payload, retained=msg.retained, expiry_s=msg.expiry_s
+        )
         if device is not None:
             self._dirty.add(device)
+
+
+def _broker(link: BrokerLink) -> str:
+    """The connection state as the page shows it."""
+    return f"refused: {link.fatal}" if link.state == REFUSED else link.state
 
 
 def _sse_text(event: str, data: Any) -> str:
@@ -346,36 +327,6 @@ def _sse_text(event: str, data: Any) -> str:
 
 def _sse(event: str, data: Any) -> bytes:
     return _sse_text(event, data).encode()
-
-
-def mqtt_config(
-    url: str,
-    prefix: str = "fer",
-    *,
-    username: str | None = None,
-    password: str | None = None,
-    ca_file: str | None = None,
-) -> MqttSinkConfig:
-    """Validated broker settings for the dashboard (the sink's config model, reused).
-
-    Raises:
-        ConfigError: for a malformed URL or prefix.
-    """
-    try:
-        return MqttSinkConfig(
-            type="mqtt",
-            url=url,
-            username=username,
-            password=password,  # type: ignore[arg-type]  # pydantic coerces str to SecretStr
-            ca_file=ca_file,  # type: ignore[arg-type]
-            topic_prefix=prefix,
-            homeassistant=False,
-            reconnect_min_s=0.5,
-            reconnect_max_s=10.0,
-        )
-    except ValidationError as e:
-        msgs = "; ".join(str(err["msg"]).removeprefix("Value error, ") for err in e.errors())
-        raise ConfigError(f"dashboard: {msgs}") from None
 
 
 def run_dashboard(
@@ -431,11 +382,7 @@ async def _serve(
         while not done.is_set():
             if stop is not None and stop.is_set():
                 break
-            if dashboard.fatal is not None:
-                raise PublishError(
-                    f"MQTT broker {dashboard.mqtt_cfg.safe_url()} refused the dashboard: "
-                    f"{dashboard.fatal}; check --username/--password or $FER_EDGE_MQTT_PASSWORD"
-                )
+            dashboard.check()
             try:
                 await asyncio.wait_for(done.wait(), timeout=0.2)
             except asyncio.TimeoutError:

@@ -2,7 +2,7 @@
 
 :func:`make_client` applies the validated :class:`~edge.publish.config.MqttSinkConfig` (protocol,
 credentials, TLS, reconnect backoff); :data:`FATAL_CONNACK` names the refusals that retrying
-cannot fix.
+cannot fix and :func:`fatal_refusal` reads them off a CONNACK.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import ssl
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.reasoncodes import ReasonCode
 
 from edge.errors import PublishError
 from edge.publish.config import MqttSinkConfig, parse_mqtt_url
@@ -28,6 +29,15 @@ FATAL_CONNACK = {
     135: "not authorized",
     140: "bad authentication method",
 }
+
+
+def fatal_refusal(reason_code: ReasonCode) -> str | None:
+    """Why a failed CONNACK can never succeed on retry, or None (retrying may help).
+
+    Args:
+        reason_code: The ``reason_code`` paho passes to ``on_connect``.
+    """
+    return FATAL_CONNACK.get(int(reason_code.value))
 
 
 def make_client(cfg: MqttSinkConfig, client_id: str) -> tuple[mqtt.Client, str, int, str | None]:

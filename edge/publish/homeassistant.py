@@ -38,6 +38,7 @@ from importlib import metadata
 from typing import Any
 
 from edge import __version__
+from edge.topics import Topics
 
 log = logging.getLogger(__name__)
 
@@ -112,9 +113,12 @@ def discovery_configs(
 
     Returns:
         ``{config_topic: config}`` with JSON-ready configs.
+
+    Raises:
+        ConfigError: if ``device_id`` cannot be a topic level (``edge/topics.py``).
     """
     node = node_id(device_id)
-    base = f"{topic_prefix}/{device_id}"
+    topics = Topics(topic_prefix).device(device_id)
     device = {
         "identifiers": [f"fer_edge_{node}"],
         "name": device_id,
@@ -123,10 +127,10 @@ def discovery_configs(
         "sw_version": __version__,
     }
     common: dict[str, Any] = {
-        "state_topic": f"{base}/state",
+        "state_topic": topics.state,
         "availability": [
             {
-                "topic": f"{base}/status",
+                "topic": topics.status,
                 "value_template": _AVAILABILITY_TPL,
                 "payload_available": "online",
                 "payload_not_available": "offline",
@@ -144,7 +148,7 @@ def discovery_configs(
             "device_class": "enum",
             "options": list(labels),
             "value_template": _EMOTION_TPL,
-            "json_attributes_topic": f"{base}/state",
+            "json_attributes_topic": topics.state,
             "json_attributes_template": _TRACKS_TPL,
             "icon": "mdi:emoticon-outline",
         },

@@ -1,6 +1,7 @@
 """The MQTT sink: events, status and stats to a broker with paho-mqtt 2.x.
 
-Topics (``P`` = ``topic_prefix``, default ``fer``; ``D`` = device id):
+Topics (``P`` = ``topic_prefix``, default ``fer``; ``D`` = device id; the layout is the
+:class:`~edge.topics.Topics` value Home Assistant discovery and the subscribers share):
 
 * ``P/D/events``: one ``fer.event/1`` JSON object per message, QoS ``qos`` (default 1), not
   retained.
@@ -56,37 +57,22 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import MQTTErrorCode
 
-from edge.errors import ConfigError, PublishError
+from edge.errors import PublishError
 from edge.events import Event
 from edge.liveness import ONLINE
 from edge.publish.base import Sink
-from edge.publish.client import FATAL_CONNACK, make_client
+from edge.publish.client import fatal_refusal, make_client
 from edge.publish.config import MqttSinkConfig
 from edge.publish.heartbeat import Heartbeat
 from edge.publish.homeassistant import Discovery
 from edge.publish.spool import Spool
+from edge.topics import Topics
 
 log = logging.getLogger(__name__)
 
 STATUS_ONLINE = ONLINE
 STATUS_OFFLINE = "offline"
 STATUS_STOPPED = "stopped"
-
-
-def check_topic_part(name: str, value: str) -> str:
-    """Return ``value`` if it is usable as one MQTT topic level.
-
-    Raises:
-        ConfigError: if it is empty or contains ``/``, ``+``, ``#`` or NUL.
-    """
-    if not value or any(c in value for c in "/+#\0"):
-        raise ConfigError(f"{name} {value!r} must be non-empty without '/', '+', '#' or NUL")
-    return value
-
-
-def topics(prefix: str, device_id: str) -> dict[str, str]:
-    """The three topics of one device: ``events``, ``status`` and ``stats``."""
-    return {k: f"{prefix}/{device_id}/{k}" for k in ("events", "status", "stats")}
 
 
 def _jsonable(value: Any) -> Any:
@@ -116,14 +102,11 @@ class MqttSink(Sink):
             ConfigError: if ``device_id`` cannot be a topic level.
         """
         self.cfg = cfg
-        self.device_id = check_topic_part("device_id", device_id)
+        t = Topics(cfg.topic_prefix).device(device_id)  # checks device_id is one topic level
+        self.device_id = device_id
         self.client_id = cfg.client_id or f"fer-edge-{device_id}"
-        t = topics(cfg.topic_prefix, device_id)
-        self.topic_events, self.topic_status, self.topic_stats = (
-            t["events"],
-            t["status"],
-            t["stats"],
-        )
+        self.topic_events, self.topic_status, self.topic_stats = t.events, t.status, t.stats
+        self.topic_state = t.state
         #: Set when the broker refused us for a reason retrying cannot fix (bad credentials).
         self.fatal_error: PublishError | None = None
         self._client: mqtt.Client | None = None
@@ -144,7 +127,6 @@ class MqttSink(Sink):
         self._connect_failures = 0
         self._failures_since_connect = 0
         self._stats_published = 0
-        self.topic_state = f"{cfg.topic_prefix}/{device_id}/state"
         self._state_payload: str | None = None  # newest state, re-sent on reconnect
         self._heartbeat = Heartbeat(cfg, self.topic_status, self.topic_state, self._newest_state)
         self._spool = (
@@ -497,11 +479,11 @@ class MqttSink(Sink):
         properties: Any,
     ) -> None:
         if reason_code.is_failure:
-            code = int(reason_code.value)
-            if code in FATAL_CONNACK:
+            refusal = fatal_refusal(reason_code)
+            if refusal is not None:
                 self.fatal_error = PublishError(
                     f"MQTT broker {self.cfg.safe_url()} refused the connection of client "
-                    f"{self.client_id!r} (user {self._username!r}): {FATAL_CONNACK[code]}. "
+                    f"{self.client_id!r} (user {self._username!r}): {refusal}. "
                     "Check username/password (password_file or $" + self.cfg.password_env + ") "
                     "and the broker's ACL; retrying cannot help."
                 )
