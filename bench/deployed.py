@@ -36,12 +36,20 @@ SETTINGS: dict[str, str] = {
 
 
 def score(name: str, section: str, faces: Any, usage: str, work: Path) -> dict[str, Any]:
-    """Evaluate one setting on ``faces`` (a FaceSet); return its row."""
+    """Evaluate one setting on ``faces`` (a FaceSet); return its row.
+
+    ``section`` is the body of a ``[model]`` table, or ``@PATH`` for a whole fer-edge config
+    file (a model trained in ``runs/``, say), used as it is.
+    """
     from train.evaluate import evaluate_model
     from train.predict import open_deployed
 
-    cfg = work / f"{len(list(work.iterdir()))}.toml"
-    cfg.write_text(f"[model]\n{section}\n")
+    if section.startswith("@"):
+        cfg = Path(section[1:])
+        section = cfg.read_text()
+    else:
+        cfg = work / f"{len(list(work.iterdir()))}.toml"
+        cfg.write_text(f"[model]\n{section}\n")
     loaded = open_deployed(cfg)
     m = evaluate_model(loaded, faces, work / f"eval-{cfg.stem}")
     return {
@@ -63,8 +71,22 @@ def main() -> int:
     p.add_argument("--data", type=Path, required=True, help="FER2013 CSV")
     p.add_argument("--usage", default="PublicTest", help="split to score (PublicTest, TrainVal)")
     p.add_argument("--only", help="comma-separated setting names (default: all)")
+    p.add_argument(
+        "--setting",
+        action="append",
+        default=[],
+        metavar="NAME=TOML",
+        help="an extra setting: a name and a fer-edge config file (its [model] section is used)",
+    )
     p.add_argument("--out", type=Path, required=True, help="JSON file to write")
     args = p.parse_args()
+    for extra in args.setting:
+        name, sep, path = extra.partition("=")
+        if not sep or not Path(path).is_file():
+            p.error(f"--setting {extra!r}: expected NAME=CONFIG.toml with an existing file")
+        SETTINGS[name] = f"@{path}"
+    if args.setting and not args.only:
+        args.only = ",".join(extra.partition("=")[0] for extra in args.setting)
     names = [n.strip() for n in args.only.split(",")] if args.only else list(SETTINGS)
     unknown = sorted(set(names) - set(SETTINGS))
     if unknown:
