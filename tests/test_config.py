@@ -177,11 +177,11 @@ def test_bad_toml_and_missing_file(tmp_path: Path) -> None:
 def test_world_readable_secret_warns(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     text = '[[sinks]]\ntype = "mqtt"\nurl = "mqtt://h"\npassword = "hunter2"\n'
     p = write(tmp_path, text)
-    with caplog.at_level(logging.WARNING, logger="edge.config"):
+    with caplog.at_level(logging.WARNING, logger="edge.config_file"):
         load_config(p)
     assert not caplog.records  # 0640: fine
     p.chmod(0o644)
-    with caplog.at_level(logging.WARNING, logger="edge.config"):
+    with caplog.at_level(logging.WARNING, logger="edge.config_file"):
         cfg = load_config(p)
     assert "world-readable" in caplog.text and "sinks[0].password" in caplog.text
     assert "hunter2" not in caplog.text and "hunter2" not in cfg.summary()

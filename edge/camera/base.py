@@ -23,6 +23,7 @@ flow, so the pipeline stops feeding the systemd watchdog; a driver that hangs in
 
 from __future__ import annotations
 
+import builtins
 import logging
 import threading
 import time
@@ -32,6 +33,7 @@ from typing import Any, ClassVar
 
 import cv2
 import numpy as np
+from pydantic import BaseModel
 
 from edge.contract import to_gray
 from edge.errors import SourceError
@@ -71,8 +73,10 @@ class FrameSource(ABC):
     used once: ``open()``, any number of ``read()``, ``close()``; it is also a context manager.
     """
 
-    #: Registry key (``file``, ``opencv``, ``picamera2``).
+    #: Registry key (``file``, ``opencv``, ``picamera2``): the ``type`` of its ``[source]`` table.
     type: ClassVar[str] = ""
+    #: Its ``[source]`` config class (:mod:`edge.camera.config`), the union member for ``type``.
+    config_class: ClassVar[builtins.type[BaseModel]]  # `type` is the key here
 
     def __init__(
         self,
@@ -110,6 +114,14 @@ class FrameSource(ABC):
         self._delivered = 0
         self._dropped = 0
         self._opened = False
+
+    @classmethod
+    def from_config(cls, cfg: Any) -> FrameSource:
+        """Build the (not yet opened) source from its :attr:`config_class` instance.
+
+        Registered backends override it; a source built directly (tests) need not.
+        """
+        raise NotImplementedError(f"{cls.__name__} is not a configurable source")
 
     # ---------------------------------------------------------------- backend hooks
     @abstractmethod

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from edge.camera.base import FrameSource, backoff_delays
+from edge.camera.config import Picamera2SourceConfig
 from edge.errors import SourceError
 
 log = logging.getLogger(__name__)
@@ -34,6 +35,7 @@ class Picamera2Source(FrameSource):
     """
 
     type = "picamera2"
+    config_class = Picamera2SourceConfig
 
     def __init__(
         self,
@@ -59,6 +61,19 @@ class Picamera2Source(FrameSource):
         self.fps = fps
         self.open_timeout_s = open_timeout_s
         self._cam: Any = None
+
+    @classmethod
+    def from_config(cls, cfg: Picamera2SourceConfig) -> Picamera2Source:
+        """Build from a ``[source]`` table of type ``picamera2``."""
+        return cls(
+            cfg.camera_num,
+            main_size=cfg.main_size,
+            lores_size=cfg.lores_size,
+            use_lores=cfg.use_lores,
+            fps=cfg.fps,
+            open_timeout_s=cfg.open_timeout_s,
+            backoff_max_s=cfg.backoff_max_s,
+        )
 
     def describe(self) -> str:
         """Camera number and the stream that is read."""

@@ -90,6 +90,12 @@ class MqttSink(Sink):
     """Publish events to ``<prefix>/<device_id>/events`` with a bounded outage queue."""
 
     type = "mqtt"
+    config_class = MqttSinkConfig
+
+    @classmethod
+    def from_config(cls, cfg: MqttSinkConfig, device_id: str) -> MqttSink:
+        """Build from a ``[[sinks]]`` table of type ``mqtt``."""
+        return cls(cfg, device_id)
 
     def __init__(self, cfg: MqttSinkConfig, device_id: str) -> None:
         """Create the sink; nothing connects before :meth:`open`.
