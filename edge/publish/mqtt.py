@@ -59,7 +59,7 @@ from paho.mqtt.enums import MQTTErrorCode
 
 from edge.errors import PublishError
 from edge.events import Event
-from edge.liveness import ONLINE
+from edge.liveness import DeviceStatus
 from edge.publish.base import Sink
 from edge.publish.client import fatal_refusal, make_client
 from edge.publish.config import MqttSinkConfig
@@ -69,10 +69,6 @@ from edge.publish.spool import Spool
 from edge.topics import Topics
 
 log = logging.getLogger(__name__)
-
-STATUS_ONLINE = ONLINE
-STATUS_OFFLINE = "offline"
-STATUS_STOPPED = "stopped"
 
 
 def _jsonable(value: Any) -> Any:
@@ -172,7 +168,7 @@ class MqttSink(Sink):
             self._requeue(self._spool.load())
         self._username = username
         client.max_inflight_messages_set(self.cfg.max_inflight)
-        client.will_set(self.topic_status, STATUS_OFFLINE, qos=1, retain=True)
+        client.will_set(self.topic_status, DeviceStatus.OFFLINE, qos=1, retain=True)
         client.on_connect = self._on_connect
         client.on_connect_fail = self._on_connect_fail
         client.on_disconnect = self._on_disconnect
@@ -371,11 +367,11 @@ class MqttSink(Sink):
         if self._worker is not None:
             self._worker.join(timeout=2.0)
         if self._connected.is_set() and self.fatal_error is None:
-            info = client.publish(self.topic_status, STATUS_STOPPED, qos=1, retain=True)
+            info = client.publish(self.topic_status, DeviceStatus.STOPPED, qos=1, retain=True)
             try:
                 info.wait_for_publish(timeout=max(0.2, deadline - time.monotonic()))
             except (RuntimeError, ValueError) as e:
-                log.warning("mqtt: could not publish %r status: %s", STATUS_STOPPED, e)
+                log.warning("mqtt: could not publish the %s status: %s", DeviceStatus.STOPPED, e)
         # A DISCONNECT packet makes the broker discard the Last Will ('offline').
         client.disconnect()
         client.loop_stop()
