@@ -43,7 +43,6 @@ DEFAULT_EXPIRY_S = 45
 HEARTBEATS_PER_EXPIRY = 3
 
 
-
 class DeviceStatus(StrEnum):
     """A device's status: the payload of its retained ``<prefix>/<device_id>/status``, plus
     ``stale``, which subscribers show and nobody publishes.
