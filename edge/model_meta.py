@@ -19,7 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -126,69 +126,69 @@ class ModelMetadata:
         Raises:
             ModelError: naming the missing or invalid key, or a newer format version.
         """
-        if not isinstance(d, dict):
-            raise ModelError(f"model metadata must be a JSON object, got {type(d).__name__}")
-        required = ("arch", "labels", "input_shape", "contract")
-        missing = [k for k in required if k not in d]
-        if missing:
-            raise ModelError(f"model metadata lacks required keys {missing}")
-        version = d.get("format_version", FORMAT_VERSION)
-        if not isinstance(version, int) or version > FORMAT_VERSION:
-            raise ModelError(
-                f"model metadata format_version {version!r} is newer than this fer-edge "
-                f"understands ({FORMAT_VERSION}); upgrade fer-edge"
-            )
-        known = {
-            "format_version",
-            "arch",
-            "seed",
-            "labels",
-            "input_shape",
-            "contract",
-            "quantization",
-            "training",
-            "metrics",
-            "parity",
-            "calibration",
-            "created",
-            "tool_version",
-        }
-        unknown = set(d) - known
+        version = _check_header(d)
+        unknown = set(d) - {f.name for f in fields(cls)}
         if unknown:
             # Same major version, extra keys: a newer writer added optional information.
             log.debug("ignoring unknown model metadata keys %s", sorted(unknown))
-        try:
-            labels = tuple(str(v) for v in d["labels"])
-            shape = tuple(int(v) for v in d["input_shape"])
-        except (TypeError, ValueError) as e:
-            raise ModelError(f"model metadata labels/input_shape are malformed: {e}") from None
-        if len(shape) != 3:
-            raise ModelError(f"model metadata input_shape {list(shape)} is not (size, size, 1)")
-        contract_d = d["contract"]
-        if not isinstance(contract_d, dict):
-            raise ModelError("model metadata 'contract' is not a JSON object")
-        try:
-            contract = PreprocessContract.from_dict(contract_d)
-        except (TypeError, ValueError) as e:
-            raise ModelError(f"model metadata 'contract' is invalid: {e}") from None
-        for key in ("quantization", "training", "metrics", "parity", "calibration"):
+        labels, shape = _labels_and_shape(d)
+        contract = _contract(d["contract"])
+        for key in _SECTIONS:
             if not isinstance(d.get(key, {}), dict):
                 raise ModelError(f"model metadata {key!r} is not a JSON object")
         return cls(
             arch=str(d["arch"]),
             seed=str(d.get("seed", "")),
             labels=labels,
-            input_shape=(shape[0], shape[1], shape[2]),
+            input_shape=shape,
             contract=contract,
-            quantization=dict(d.get("quantization", {})),
-            training=dict(d.get("training", {})),
-            metrics=dict(d.get("metrics", {})),
-            parity=dict(d.get("parity", {})),
-            calibration=dict(d.get("calibration", {})),
+            **{key: dict(d.get(key, {})) for key in _SECTIONS},
             created=str(d.get("created", "")),
             tool_version=str(d.get("tool_version", "")),
             format_version=int(version),
         )
+
+
+#: The free-form sections of the document (JSON objects).
+_SECTIONS = ("quantization", "training", "metrics", "parity", "calibration")
+
+
+def _check_header(d: Any) -> int:
+    """A JSON object with the required keys and a format this reader understands; returns the
+    format version."""
+    if not isinstance(d, dict):
+        raise ModelError(f"model metadata must be a JSON object, got {type(d).__name__}")
+    required = ("arch", "labels", "input_shape", "contract")
+    missing = [k for k in required if k not in d]
+    if missing:
+        raise ModelError(f"model metadata lacks required keys {missing}")
+    version = d.get("format_version", FORMAT_VERSION)
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise ModelError(
+            f"model metadata format_version {version!r} is newer than this fer-edge "
+            f"understands ({FORMAT_VERSION}); upgrade fer-edge"
+        )
+    return version
+
+
+def _labels_and_shape(d: dict[str, Any]) -> tuple[tuple[str, ...], tuple[int, int, int]]:
+    try:
+        labels = tuple(str(v) for v in d["labels"])
+        shape = tuple(int(v) for v in d["input_shape"])
+    except (TypeError, ValueError) as e:
+        raise ModelError(f"model metadata labels/input_shape are malformed: {e}") from None
+    if len(shape) != 3:
+        raise ModelError(f"model metadata input_shape {list(shape)} is not (size, size, 1)")
+    return labels, (shape[0], shape[1], shape[2])
+
+
+def _contract(contract_d: Any) -> PreprocessContract:
+    if not isinstance(contract_d, dict):
+        raise ModelError("model metadata 'contract' is not a JSON object")
+    try:
+        return PreprocessContract.from_dict(contract_d)
+    except (TypeError, ValueError) as e:
+        raise ModelError(f"model metadata 'contract' is invalid: {e}") from None
 
 
 def _read_bytes(path: str | Path) -> bytes:
@@ -308,6 +308,14 @@ def embed_metadata(data: bytes, meta: ModelMetadata, check: bool = True) -> byte
 
     model = schema.ModelT.InitFromPackedBuf(bytearray(data), 0)
     payload = np.frombuffer(meta.to_json().encode("utf-8"), dtype=np.uint8)
+    _set_metadata_buffer(schema, model, payload)
+    builder = flatbuffers.Builder(len(data) + len(payload) + 4096)
+    builder.Finish(model.Pack(builder), file_identifier=TFLITE_IDENTIFIER)
+    return bytes(builder.Output())
+
+
+def _set_metadata_buffer(schema: Any, model: Any, payload: Any) -> None:
+    """Point the model's ``fer_edge`` metadata entry at a buffer holding ``payload``."""
     if model.buffers is None:
         model.buffers = []
     if model.metadata is None:
@@ -324,9 +332,6 @@ def embed_metadata(data: bytes, meta: ModelMetadata, check: bool = True) -> byte
         entry.name = METADATA_NAME
         entry.buffer = len(model.buffers) - 1
         model.metadata.append(entry)
-    builder = flatbuffers.Builder(len(data) + len(payload) + 4096)
-    builder.Finish(model.Pack(builder), file_identifier=TFLITE_IDENTIFIER)
-    return bytes(builder.Output())
 
 
 def _name(v: str | bytes | None) -> str:
