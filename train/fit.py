@@ -184,6 +184,27 @@ def fit_model(
     initial_epoch = state["epoch"] + 1 if state else 0
     trim_history(run / "history.csv", initial_epoch)
     prior, t0 = (state or {}).get("train_seconds", 0.0), time.time()
+    _fit_phases(model, run, (train, val), opts, teacher, state, initial_epoch)
+    engine.export(run / "model.keras", opts.arch, train.num_classes)
+    train_seconds = time.time() - t0 + prior
+    st = RunFolder(run).read_state() or {}
+    st.update(stopped=True, train_seconds=train_seconds)
+    RunFolder(run).write_state(st)
+    return {"train_seconds": round(train_seconds, 1), "params": int(model.count_params())}
+
+
+def _fit_phases(
+    model: Any,
+    run: Path,
+    data: tuple[FaceSet, FaceSet],
+    opts: TrainOptions,
+    teacher: Any,
+    state: dict[str, Any] | None,
+    initial_epoch: int,
+) -> None:
+    """``model.fit`` from ``initial_epoch`` to ``opts.epochs``, in the phases
+    :func:`train.distribute.fit_phases` gives (one, unless a mid-epoch backup is restored)."""
+    train, val = data
     for first, end, skip in fit_phases(run, initial_epoch, opts.epochs):
         if first > initial_epoch:  # the restored epoch is done: go on as a resume after it
             state = RunFolder(run).read_state()
@@ -200,12 +221,6 @@ def fit_model(
         )
         if model.stop_training:  # early stopping in the restored epoch
             break
-    engine.export(run / "model.keras", opts.arch, train.num_classes)
-    train_seconds = time.time() - t0 + prior
-    st = RunFolder(run).read_state() or {}
-    st.update(stopped=True, train_seconds=train_seconds)
-    RunFolder(run).write_state(st)
-    return {"train_seconds": round(train_seconds, 1), "params": int(model.count_params())}
 
 
 def _model_and_state(

@@ -61,9 +61,7 @@ def prepare_data(
     ``allow_oversample=False`` defers oversampling (K-fold oversamples each fold's training
     part, so copies never straddle a fold boundary).
     """
-    kw: dict[str, Any] = {"labels": opts.labels, "ferplus_path": opts.ferplus}
-    if opts.labels == "ferplus":
-        kw["ferplus_classes"] = opts.ferplus_classes
+    kw = _label_args(opts)
     train = load_fer2013(opts.data, "Training", **kw).require_nonempty("Training split")
     val = load_fer2013(opts.data, opts.val_usage, **kw).require_nonempty(f"{opts.val_usage} split")
     if opts.classes:
@@ -93,6 +91,14 @@ def prepare_data(
     return clean, val, report
 
 
+def _label_args(opts: TrainOptions) -> dict[str, Any]:
+    """The label arguments of :func:`train.data.load_fer2013` for these options."""
+    kw: dict[str, Any] = {"labels": opts.labels, "ferplus_path": opts.ferplus}
+    if opts.labels == "ferplus":
+        kw["ferplus_classes"] = opts.ferplus_classes
+    return kw
+
+
 def _report_splits(opts: TrainOptions, kw: dict[str, Any]) -> dict[str, FaceSet]:
     """PublicTest, when the run validates on the Training slice instead: its images are kept out
     of training too, so PublicTest stays an honest report of a model selected without it."""
@@ -115,9 +121,7 @@ def prepare_seed002_leaky(opts: TrainOptions) -> tuple[FaceSet, FaceSet, dict[st
     ``metrics.json`` carries the score on all test rows and, under
     ``excluding_train_duplicates``, on the test rows whose image was never trained on.
     """
-    kw: dict[str, Any] = {"labels": opts.labels, "ferplus_path": opts.ferplus}
-    if opts.labels == "ferplus":
-        kw["ferplus_classes"] = opts.ferplus_classes
+    kw = _label_args(opts)
     pool = load_fer2013(opts.data, ("Training", opts.val_usage), **kw).require_nonempty("data")
     if opts.classes:
         pool = select_classes(pool, opts.classes)
@@ -168,22 +172,7 @@ def train_run(opts: TrainOptions) -> dict[str, Any]:
     twin_rows = report.pop("_val_twin_rows")
     run.mkdir(parents=True, exist_ok=True)
     (run / "metrics.json").unlink(missing_ok=True)
-    config = {
-        "arch": opts.arch,
-        "seed_paper": spec.seed,
-        "kind": spec.kind,
-        "labels": list(train.label_names),
-        "contract": DEFAULT_CONTRACT.to_dict() | {"labels": list(train.label_names)},
-        "options": opts.to_dict(),
-        "data": report,
-        "command": opts.command or shlex.join(["fer-train", *sys.argv[1:]]),
-        "commit": git_commit(),
-        "init_from": init_info,
-        "teacher": teacher_info,
-        "distribute": engine.describe(opts),
-        "status": "running",
-        "protocol": _protocol_text(opts, report),
-    }
+    config = _config_json(opts, spec, train, report, engine, init_info, teacher_info)
     _write_config(run, opts, config)
     log.info(
         "%s: %d training / %d validation images (%s)", opts.arch, len(train), len(val),
@@ -199,6 +188,35 @@ def train_run(opts: TrainOptions) -> dict[str, Any]:
     config["status"] = "complete"
     RunFolder(run).write_config(config)
     return metrics
+
+
+def _config_json(
+    opts: TrainOptions,
+    spec: Any,
+    train: FaceSet,
+    report: dict[str, Any],
+    engine: Any,
+    init_info: dict[str, Any] | None,
+    teacher_info: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """The run's ``config.json`` while it runs: architecture, labels, contract, options, data
+    report and provenance (command, commit, warm-start parent, teachers)."""
+    return {
+        "arch": opts.arch,
+        "seed_paper": spec.seed,
+        "kind": spec.kind,
+        "labels": list(train.label_names),
+        "contract": DEFAULT_CONTRACT.to_dict() | {"labels": list(train.label_names)},
+        "options": opts.to_dict(),
+        "data": report,
+        "command": opts.command or shlex.join(["fer-train", *sys.argv[1:]]),
+        "commit": git_commit(),
+        "init_from": init_info,
+        "teacher": teacher_info,
+        "distribute": engine.describe(opts),
+        "status": "running",
+        "protocol": _protocol_text(opts, report),
+    }
 
 
 def _check_out_folder(run: Path, resume: bool) -> None:

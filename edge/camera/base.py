@@ -297,16 +297,13 @@ class FrameSource(ABC):
         attempt = 0
         last: BaseException = cause
         while not self.stopping:
-            self._close()
             attempt += 1
-            try:
-                self._open()
-            except (SourceError, OSError, RuntimeError, ValueError, cv2.error) as e:
-                last = e
-            else:
+            error = self._reopen_once()
+            if error is None:
                 self.reopens += 1
                 log.info("%s reopened after %d attempts", self.describe(), attempt)
                 return True
+            last = error
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise SourceError(
@@ -316,6 +313,15 @@ class FrameSource(ABC):
             if self._stop.wait(min(next(delays), remaining)):
                 break
         return False
+
+    def _reopen_once(self) -> BaseException | None:
+        """Close the device and open it again: None when it opened, else the error."""
+        self._close()
+        try:
+            self._open()
+        except (SourceError, OSError, RuntimeError, ValueError, cv2.error) as e:
+            return e
+        return None
 
     def _capture_loop(self) -> None:
         try:

@@ -92,20 +92,7 @@ class Picamera2Source(FrameSource):
         delays = backoff_delays(self.backoff_min_s, self.backoff_max_s)
         while True:
             try:
-                cam = Picamera2(self.camera_num)
-                controls: dict[str, Any] = {}
-                if self.fps:
-                    controls["FrameRate"] = float(self.fps)
-                # picamera2's "RGB888" is B,G,R byte order in numpy: what OpenCV calls BGR.
-                config = cam.create_video_configuration(
-                    main={"size": tuple(self.main_size), "format": "RGB888"},
-                    lores={"size": tuple(self.lores_size), "format": "YUV420"},
-                    controls=controls,
-                    buffer_count=4,
-                )
-                cam.configure(config)
-                cam.start()
-                self._cam = cam
+                self._cam = self._start(Picamera2)
                 return
             except (RuntimeError, OSError, IndexError) as e:
                 # libcamera reports a busy/absent camera as RuntimeError / IndexError.
@@ -119,6 +106,23 @@ class Picamera2Source(FrameSource):
                     "%s cannot be opened (%s); retrying in %.1f s", self.describe(), e, delay
                 )
                 self._stop.wait(delay)
+
+    def _start(self, picamera2_class: Any) -> Any:
+        """Open, configure (main BGR + lores YUV420 streams) and start the camera."""
+        cam = picamera2_class(self.camera_num)
+        controls: dict[str, Any] = {}
+        if self.fps:
+            controls["FrameRate"] = float(self.fps)
+        # picamera2's "RGB888" is B,G,R byte order in numpy: what OpenCV calls BGR.
+        config = cam.create_video_configuration(
+            main={"size": tuple(self.main_size), "format": "RGB888"},
+            lores={"size": tuple(self.lores_size), "format": "YUV420"},
+            controls=controls,
+            buffer_count=4,
+        )
+        cam.configure(config)
+        cam.start()
+        return cam
 
     def _grab(self) -> np.ndarray | None:
         if self._cam is None:
