@@ -7,6 +7,7 @@ on their own too, and their lines also count in the enclosing function. Reads th
 
     python3 bench/code_stats.py                 # edge/ train/ convert/
     python3 bench/code_stats.py --json out.json --top 20 edge
+    python3 bench/code_stats.py --root /tmp/old-checkout   # another tree (git worktree, archive)
 
 Exit status 1 when ``--max-module`` or ``--max-p90`` is given and exceeded (a check for CI or a
 pre-commit hook); 0 otherwise.
@@ -115,12 +116,13 @@ def main(argv: list[str] | None = None) -> int:
     """Command line: print (and optionally save) the statistics; check optional limits."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("packages", nargs="*", default=list(DEFAULT_PACKAGES))
+    ap.add_argument("--root", type=Path, default=ROOT, help="tree to measure (default: this one)")
     ap.add_argument("--top", type=int, default=15, help="longest functions/modules to list")
     ap.add_argument("--json", type=Path, help="also write the statistics as JSON here")
     ap.add_argument("--max-module", type=int, help="fail when a module has more lines")
     ap.add_argument("--max-p90", type=float, help="fail when p90 function length is higher")
     args = ap.parse_args(argv)
-    report = stats(args.packages, args.top)
+    report = stats(args.packages, args.top, args.root.resolve())
     _print(report)
     if args.json:
         args.json.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")

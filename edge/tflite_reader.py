@@ -193,12 +193,7 @@ def parse_tflite(data: bytes, what: str = "model") -> TFLiteInfo:
         raise r._fail("no subgraphs")
     sg = subgraphs[0]
     tensors = r.tables(sg, 0)
-    op_sequence: list[str] = []
-    for op in r.tables(sg, 3):
-        idx = int(r.scalar(op, 0, "<I", 0))
-        if not 0 <= idx < len(operators):
-            raise r._fail(f"operator code index {idx} out of range ({len(operators)} codes)")
-        op_sequence.append(operators[idx][0])
+    op_sequence = _op_sequence(r, sg, operators)
     inputs = tuple(_tensor(r, tensors, int(i)) for i in r.vector(sg, 1, "i"))
     outputs = tuple(_tensor(r, tensors, int(i)) for i in r.vector(sg, 2, "i"))
     buffers = r.tables(model, 4)
@@ -225,6 +220,17 @@ def _operator_codes(r: _Reader, model: int) -> list[tuple[str, int]]:
             name = names.get(code, f"BUILTIN_{code}")
         operators.append((name, op_version))
     return operators
+
+
+def _op_sequence(r: _Reader, sg: int, operators: list[tuple[str, int]]) -> list[str]:
+    """The operator name of every node of subgraph ``sg``, in execution order."""
+    out: list[str] = []
+    for op in r.tables(sg, 3):
+        idx = int(r.scalar(op, 0, "<I", 0))
+        if not 0 <= idx < len(operators):
+            raise r._fail(f"operator code index {idx} out of range ({len(operators)} codes)")
+        out.append(operators[idx][0])
+    return out
 
 
 def _tensor(r: _Reader, tensors: list[int], i: int) -> TensorInfo:
