@@ -41,25 +41,18 @@ def test_defaults_are_the_out_of_the_box_job() -> None:
 def test_every_field_has_a_description() -> None:
     from pydantic import BaseModel
 
-    from edge.config import (
-        ModelConfig,
-        Picamera2SourceConfig,
-        TrackingConfig,
-    )
-    from edge.detect.config import BlazeFaceConfig, HaarConfig, YuNetConfig
+    from edge.camera.config import SourceConfig
+    from edge.config import ModelConfig, TrackingConfig
+    from edge.detect.config import DetectorConfig
+    from edge.plugins import union_members
+    from edge.publish.config import SinkConfig
 
-    models: list[type[BaseModel]] = [
-        EdgeConfig,
-        FileSourceConfig,
-        OpenCVSourceConfig,
-        Picamera2SourceConfig,
-        HaarConfig,
-        YuNetConfig,
-        BlazeFaceConfig,
-        ModelConfig,
-        TrackingConfig,
-    ]
+    # Every plugin config class of every union, read off the unions (a new backend is covered).
+    plugins = [m for u in (SourceConfig, DetectorConfig, SinkConfig) for m in union_members(u).values()]  # fmt: skip
+    models: list[type[BaseModel]] = [EdgeConfig, ModelConfig, TrackingConfig, *plugins]
+    assert len(plugins) == 9
     for m in models:
+        assert m.model_config.get("extra") == "forbid", m.__name__
         for name, f in m.model_fields.items():
             assert f.description, f"{m.__name__}.{name} has no description"
 
