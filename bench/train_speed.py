@@ -9,7 +9,7 @@ Modes (each in fresh processes, as the real command runs them):
 - ``bf16``: ``--precision mixed_bfloat16`` on one device.
 
 Every mode trains the registry model with the same compile, the same augmented input pipeline
-(:func:`train.train._dataset`) and a global batch of ``--batch``; the first ``--warmup`` steps
+(:func:`train.fit.make_dataset`) and a global batch of ``--batch``; the first ``--warmup`` steps
 (tracing, oneDNN set-up) are not timed, the next ``--steps`` are. One JSON line per (arch, mode)
 goes to stdout and, with ``--out``, into a JSON file.
 
@@ -44,7 +44,8 @@ def _child(args: argparse.Namespace) -> int:
         cpu = tf.config.list_physical_devices("CPU")[0]
         tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)  # fmt: skip
     from train.distribute import make_engine
-    from train.train import TrainOptions, _dataset
+    from train.fit import make_dataset
+    from train.options import TrainOptions
 
     distribute = {"mirrored": "mirrored", "multiworker": "multiworker"}.get(args.mode)
     precision = "mixed_bfloat16" if args.mode == "bf16" else "float32"
@@ -70,7 +71,7 @@ def _child(args: argparse.Namespace) -> int:
             times.append(time.perf_counter())
 
     n = args.warmup + args.steps
-    ds = _dataset(faces, opts, training=True).repeat()
+    ds = make_dataset(faces, opts, training=True).repeat()
     model.fit(ds, steps_per_epoch=n, epochs=1, callbacks=[Clock()], verbose=0)
     span = times[-1] - times[args.warmup - 1]
     doc = {

@@ -14,9 +14,13 @@ import shlex
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from edge.contract import LABEL_SETS
 from edge.errors import FerEdgeError
+
+if TYPE_CHECKING:
+    from convert.pipeline import ConvertOptions
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +52,14 @@ def build_parser() -> argparse.ArgumentParser:
         "-o", "--out", type=Path, required=True, help="output .tflite (folder must exist)"
     )
     p.add_argument("--quantize", choices=MODES, default="int8", help=_QUANTIZE_HELP)
+    _add_gate_args(p)
+    _add_label_args(p)
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    return p
+
+
+def _add_gate_args(p: argparse.ArgumentParser) -> None:
+    """Calibration sample and parity gate."""
     p.add_argument(
         "--representative",
         type=int,
@@ -65,6 +77,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--report", type=Path, metavar="DIR", help="write the parity report to DIR/parity.json"
     )
+
+
+def _add_label_args(p: argparse.ArgumentParser) -> None:
+    """Which labels the model has and which split checks it."""
     p.add_argument(
         "--labels",
         choices=sorted(LABEL_SETS),
@@ -77,8 +93,6 @@ def build_parser() -> argparse.ArgumentParser:
         help="validation split for the parity gate (default: the run's, else PublicTest)",
     )
     p.add_argument("--seed", type=int, default=0, help="seed of the representative sample")
-    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -90,25 +104,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    from convert.pipeline import ConvertOptions, run_convert
+    from convert.pipeline import run_convert
 
-    words = list(sys.argv[1:] if argv is None else argv)
-    opts = ConvertOptions(
-        model=args.model,
-        data=args.data,
-        out=args.out,
-        quantize=args.quantize,
-        representative=args.representative,
-        max_drop=args.max_drop,
-        report=args.report,
-        labels=args.labels,
-        ferplus=args.ferplus,
-        val_usage=args.val_usage,
-        seed=args.seed,
-        command=shlex.join(["fer-convert", *words]),
-    )
     try:
-        report = run_convert(opts)
+        report = run_convert(_options(args, argv))
     except FerEdgeError as e:
         from convert.parity import ParityGateError
 
@@ -122,6 +121,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     print(json.dumps(report, sort_keys=True))
     return 0
+
+
+def _options(args: argparse.Namespace, argv: Sequence[str] | None) -> ConvertOptions:
+    """The conversion's options, with the command line as provenance."""
+    from convert.pipeline import ConvertOptions
+
+    words = list(sys.argv[1:] if argv is None else argv)
+    return ConvertOptions(
+        model=args.model,
+        data=args.data,
+        out=args.out,
+        quantize=args.quantize,
+        representative=args.representative,
+        max_drop=args.max_drop,
+        report=args.report,
+        labels=args.labels,
+        ferplus=args.ferplus,
+        val_usage=args.val_usage,
+        seed=args.seed,
+        command=shlex.join(["fer-convert", *words]),
+    )
 
 
 if __name__ == "__main__":

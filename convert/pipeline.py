@@ -100,17 +100,7 @@ class _Labels:
 def _resolve_labels(opts: ConvertOptions, config: dict[str, Any] | None, n_out: int) -> _Labels:
     """Label names and how to load them: --labels, else the run's config.json, else output size."""
     options = (config or {}).get("options") or {}
-    mode = opts.labels or options.get("labels")
-    if mode is None:
-        by_size = {len(v): k for k, v in LABEL_SETS.items()}
-        if n_out not in by_size:
-            raise ModelError(
-                f"{opts.model} outputs {n_out} classes and has no config.json naming its labels; "
-                f"pass --labels ({', '.join(LABEL_SETS)})"
-            )
-        mode = by_size[n_out]
-    if mode not in LABEL_SETS:
-        raise ConfigError(f"unknown label set {mode!r}; valid: {', '.join(LABEL_SETS)}")
+    mode = _label_mode(opts, options.get("labels"), n_out)
     from_config = opts.labels is None and config is not None
     if mode == "ferplus":
         # FERPlus with 7 classes drops contempt (train's --ferplus-classes 7).
@@ -135,6 +125,27 @@ def _resolve_labels(opts: ConvertOptions, config: dict[str, Any] | None, n_out: 
             f"labels ferplus need the FERPlus vote CSV: pass --ferplus (got {ferplus})"
         )
     return _Labels(mode, names, ferplus, ferplus_classes)
+
+
+def _label_mode(opts: ConvertOptions, from_run: Any, n_out: int) -> str:
+    """The label set's name: --labels, else the run's, else the one with ``n_out`` classes.
+
+    Raises:
+        ModelError: no name given and no label set has ``n_out`` classes.
+        ConfigError: an unknown name, naming the valid ones.
+    """
+    mode = opts.labels or from_run
+    if mode is None:
+        by_size = {len(v): k for k, v in LABEL_SETS.items()}
+        if n_out not in by_size:
+            raise ModelError(
+                f"{opts.model} outputs {n_out} classes and has no config.json naming its labels; "
+                f"pass --labels ({', '.join(LABEL_SETS)})"
+            )
+        mode = by_size[n_out]
+    if mode not in LABEL_SETS:
+        raise ConfigError(f"unknown label set {mode!r}; valid: {', '.join(LABEL_SETS)}")
+    return str(mode)
 
 
 def _load_sets(opts: ConvertOptions, lab: _Labels, val_usage: str) -> tuple[Any, Any]:
@@ -230,24 +241,13 @@ def run_convert(opts: ConvertOptions) -> dict[str, Any]:
         ParityError: the converted model lost more than ``max_drop`` points (exit 3); the
             report is still written to ``opts.report``, the model is not.
     """
-    from convert.parity import enforce, parity_report
     from convert.quantize import convert, quantization_summary
     from convert.rebuild import check_classifier, load_keras, rebuild_tf_keras
-    from train.models import get_spec
-    from train.runfolder import RunFolder
 
     _check_paths(opts)
     model = load_keras(opts.model)
     arch, n_out = check_classifier(model, opts.model)
-    folder = RunFolder.of_checkpoint(opts.model)
-    config = folder.read_config()
-    if config is not None and config.get("arch") not in (None, arch):
-        log.warning(
-            "%s says arch %r but the model is %r; ignoring it",
-            folder.config_path, config.get("arch"), arch,
-        )  # fmt: skip
-        config = None
-    metrics = folder.read_metrics() if config is not None else None
+    config, metrics = _source_run(opts.model, arch)
     lab = _resolve_labels(opts, config, n_out)
     val_usage = (
         opts.val_usage or ((config or {}).get("options") or {}).get("val_usage") or "PublicTest"
@@ -260,35 +260,87 @@ def run_convert(opts: ConvertOptions) -> dict[str, Any]:
 
     fixed = rebuild_tf_keras(model, arch, n_out, rep.images[:32])
     data, info = convert(fixed, opts.quantize, rep.images)
+    quantization = quantization_summary(info, opts.quantize, len(rep))
+    meta = _metadata(opts, arch, lab, rep, config, metrics, quantization)
+    report = _checked_parity(opts, model, embed_metadata(data, meta), val, lab.names, val_usage)
+    write_model(opts.out, data, ModelMetadata.from_dict({**meta.to_dict(), "parity": report}))
+    return report
+
+
+def _source_run(checkpoint: Path, arch: str) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+    """``config.json`` and ``metrics.json`` of the run the checkpoint came from (None when
+    absent, or when the run's architecture is not the model's)."""
+    from train.runfolder import RunFolder
+
+    folder = RunFolder.of_checkpoint(checkpoint)
+    config = folder.read_config()
+    if config is not None and config.get("arch") not in (None, arch):
+        log.warning(
+            "%s says arch %r but the model is %r; ignoring it",
+            folder.config_path, config.get("arch"), arch,
+        )  # fmt: skip
+        return None, None
+    return config, folder.read_metrics() if config is not None else None
+
+
+def _metadata(
+    opts: ConvertOptions,
+    arch: str,
+    lab: _Labels,
+    rep: Any,
+    config: dict[str, Any] | None,
+    metrics: dict[str, Any] | None,
+    quantization: dict[str, Any],
+) -> ModelMetadata:
+    """The embedded document (without the parity report, which needs the converted file)."""
+    from train.models import get_spec
+
     contract = PreprocessContract(**{**DEFAULT_CONTRACT.to_dict(), "labels": lab.names})
     contract = PreprocessContract.from_dict(contract.to_dict())
-    meta = ModelMetadata(
+    return ModelMetadata(
         arch=arch,
         seed=get_spec(arch).seed,
         labels=lab.names,
         input_shape=contract.input_shape,
         contract=contract,
-        quantization=quantization_summary(info, opts.quantize, len(rep)),
+        quantization=quantization,
         training=_training_section(config, opts, rep, lab),
         metrics=_metrics_section(metrics),
         created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         tool_version=tool_version(),
     )
+
+
+def _checked_parity(
+    opts: ConvertOptions,
+    model: Any,
+    tflite: bytes,
+    val: Any,
+    labels: tuple[str, ...],
+    val_usage: str,
+) -> dict[str, Any]:
+    """The parity report of the converted file against the Keras model, written to
+    ``opts.report`` (when set) whether or not the model passes.
+
+    The parity run uses the file with (provisional) metadata: the device code path needs it,
+    and the final file differs only in the metadata buffer.
+
+    Raises:
+        ParityError: the accuracy dropped by more than ``opts.max_drop``.
+    """
+    from convert.parity import enforce, parity_report
+
     tmp = Path(tempfile.mkdtemp(prefix=f".{opts.out.name}.", suffix=".tmp", dir=opts.out.parent))
     try:
         candidate = tmp / opts.out.name
-        # The parity run uses the file with (provisional) metadata: the device code path needs
-        # it, and the final file differs only in the metadata buffer.
-        candidate.write_bytes(embed_metadata(data, meta))
-        report = parity_report(model, candidate, val.images, val.labels, lab.names, val_usage)
+        candidate.write_bytes(tflite)
+        report = parity_report(model, candidate, val.images, val.labels, labels, val_usage)
         report["quantization"] = opts.quantize
         try:
             enforce(report, opts.max_drop)
         finally:
             if opts.report is not None:
                 write_report(opts.report, report)
-        meta = ModelMetadata.from_dict({**meta.to_dict(), "parity": report})
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    write_model(opts.out, data, meta)
     return report

@@ -60,6 +60,20 @@ def convert(model: Any, mode: str, faces: np.ndarray | None = None) -> tuple[byt
     import tensorflow as tf
 
     conv = tf.lite.TFLiteConverter.from_keras_model(model)
+    _configure(conv, tf, mode, faces)
+    from tensorflow.lite.python.convert import ConverterError
+
+    try:
+        data = bytes(conv.convert())
+    except (ConverterError, tf.errors.OpError, ValueError, RuntimeError) as e:
+        raise ModelError(f"TFLite conversion ({mode}) of {model.name} failed: {e}") from None
+    info = parse_tflite(data, f"converted {model.name}")
+    check_converted(info, mode, str(model.name))
+    return data, info
+
+
+def _configure(conv: Any, tf: Any, mode: str, faces: np.ndarray | None) -> None:
+    """Set the converter's optimizations, op sets and I/O types for ``mode``."""
     if mode == "int8":
         if faces is None or len(faces) == 0:
             raise ModelError("int8 quantization needs a non-empty representative set")
@@ -77,15 +91,6 @@ def convert(model: Any, mode: str, faces: np.ndarray | None = None) -> tuple[byt
             conv.optimizations = [tf.lite.Optimize.DEFAULT]
             # Keeps FULLY_CONNECTED at a version tflite-runtime 2.14 understands (see module doc).
             conv._experimental_disable_per_channel_quantization_for_dense_layers = True
-    from tensorflow.lite.python.convert import ConverterError
-
-    try:
-        data = bytes(conv.convert())
-    except (ConverterError, tf.errors.OpError, ValueError, RuntimeError) as e:
-        raise ModelError(f"TFLite conversion ({mode}) of {model.name} failed: {e}") from None
-    info = parse_tflite(data, f"converted {model.name}")
-    check_converted(info, mode, str(model.name))
-    return data, info
 
 
 def check_converted(info: TFLiteInfo, mode: str, what: str) -> None:

@@ -54,6 +54,20 @@ def check_classifier(model: Any, path: str | Path) -> tuple[str, int]:
     """
     from train.models import get_spec
 
+    n_out = _check_io(model, path)
+    _check_float32(model, path)
+    arch = str(model.name)
+    try:
+        get_spec(arch)
+    except KeyError as e:
+        raise ModelError(
+            f"{path}: model name {arch!r} is not a known architecture: {e.args[0]}"
+        ) from None
+    return arch, n_out
+
+
+def _check_io(model: Any, path: str | Path) -> int:
+    """One input of contract-sized gray faces, one output of ``C >= 2`` classes; returns C."""
     s = DEFAULT_CONTRACT.size
     inputs = getattr(model, "inputs", None) or []
     outputs = getattr(model, "outputs", None) or []
@@ -71,6 +85,11 @@ def check_classifier(model: Any, path: str | Path) -> tuple[str, int]:
     out_shape = tuple(outputs[0].shape)
     if len(out_shape) != 2 or out_shape[1] is None or int(out_shape[1]) < 2:
         raise ModelError(f"{path}: output shape {out_shape} is not (None, classes>=2)")
+    return int(out_shape[1])
+
+
+def _check_float32(model: Any, path: str | Path) -> None:
+    """Refuse a mixed-precision model."""
     policies = {layer.dtype_policy.name for layer in model.layers if hasattr(layer, "dtype_policy")}
     mixed = sorted(policies - {"float32"})
     if mixed:
@@ -79,14 +98,6 @@ def check_classifier(model: Any, path: str | Path) -> tuple[str, int]:
             f"{path}: computes in {', '.join(mixed)} (a mixed-precision checkpoint); convert the "
             "run's model.keras, which fer-train exports in float32 when training ends"
         )
-    arch = str(model.name)
-    try:
-        get_spec(arch)
-    except KeyError as e:
-        raise ModelError(
-            f"{path}: model name {arch!r} is not a known architecture: {e.args[0]}"
-        ) from None
-    return arch, int(out_shape[1])
 
 
 def rebuild_tf_keras(model: Any, arch: str, num_classes: int, check_faces: np.ndarray) -> Any:
@@ -110,8 +121,18 @@ def rebuild_tf_keras(model: Any, arch: str, num_classes: int, check_faces: np.nd
     from train.models import create_model
 
     twin = create_model(arch, num_classes, DEFAULT_CONTRACT.input_shape, backend="tf_keras")
-    src = model.get_weights()
-    dst = twin.get_weights()
+    twin.set_weights(_matching_weights(model.get_weights(), twin.get_weights(), arch))
+    _check_same_function(model, twin, arch, check_faces)
+    s = DEFAULT_CONTRACT.size
+    # A fixed batch of 1 lets the converter fuse LSTMs (no TensorList loop) and matches how the
+    # device classifies: one face per invoke.
+    inp = tf_keras.Input(shape=(s, s, 1), batch_size=1, name="image")
+    return tf_keras.Model(inp, twin(inp, training=False), name=arch)
+
+
+def _matching_weights(src: list[Any], dst: list[Any], arch: str) -> list[Any]:
+    """The trained weights ``src``, after checking they fit the rebuilt model's ``dst`` one by
+    one (count and shapes)."""
     if len(src) != len(dst):
         raise ModelError(
             f"{arch}: the trained model has {len(src)} weight arrays but the registry builds "
@@ -123,7 +144,11 @@ def rebuild_tf_keras(model: Any, arch: str, num_classes: int, check_faces: np.nd
                 f"{arch}: weight #{i} has shape {a.shape} in the trained model but {b.shape} "
                 "in the registry architecture"
             )
-    twin.set_weights(src)
+    return src
+
+
+def _check_same_function(model: Any, twin: Any, arch: str, check_faces: np.ndarray) -> None:
+    """Both models give the same probabilities on real faces (within the tolerance)."""
     x = to_model_input(check_faces)
     want = np.asarray(model.predict_on_batch(x), dtype=np.float64)
     got = np.asarray(twin.predict_on_batch(x), dtype=np.float64)
@@ -134,8 +159,3 @@ def rebuild_tf_keras(model: Any, arch: str, num_classes: int, check_faces: np.nd
             f"{arch}: tf_keras rebuild differs from the trained model by {diff:.3g} "
             f"(> {REBUILD_TOLERANCE}); the positional weight copy does not match"
         )
-    s = DEFAULT_CONTRACT.size
-    # A fixed batch of 1 lets the converter fuse LSTMs (no TensorList loop) and matches how the
-    # device classifies: one face per invoke.
-    inp = tf_keras.Input(shape=(s, s, 1), batch_size=1, name="image")
-    return tf_keras.Model(inp, twin(inp, training=False), name=arch)

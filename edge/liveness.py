@@ -33,6 +33,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from edge.events import StrEnum
+
 #: Default ``status_expiry_s`` of the MQTT sink and ``stale_after_s`` of the subscribers: a
 #: silent device is shown stale at most this long (plus one display tick) after its last sign
 #: of life; the target is <= 60 s.
@@ -40,8 +42,23 @@ DEFAULT_EXPIRY_S = 45
 #: Heartbeats per expiry: two refreshes may be lost before a live device looks stale.
 HEARTBEATS_PER_EXPIRY = 3
 
-ONLINE = "online"
-STALE = "stale"
+
+class DeviceStatus(StrEnum):
+    """A device's status: the payload of its retained ``<prefix>/<device_id>/status``, plus
+    ``stale``, which subscribers show and nobody publishes.
+
+    Members are strings (``DeviceStatus.ONLINE == "online"``), so payloads, JSON and code that
+    compares with the plain strings keep working.
+    """
+
+    ONLINE = "online"  # running; re-published every heartbeat, expires unless refreshed
+    OFFLINE = "offline"  # the Last Will: the broker saw the connection drop
+    STOPPED = "stopped"  # a clean shutdown (published before disconnecting)
+    STALE = "stale"  # shown by subscribers: an 'online' whose evidence ran out
+
+
+ONLINE = DeviceStatus.ONLINE
+STALE = DeviceStatus.STALE
 
 
 def heartbeat_interval(expiry_s: float, keepalive_s: float | None = None) -> float:

@@ -7,8 +7,8 @@ shape, preprocessing contract, quantization) and where it came from (training da
 validation metrics, parity report), so the edge runtime reads sizes and labels from the model and
 never from literals.
 
-Reading uses a small, bounds-checked flatbuffer reader written against the TFLite schema (the
-fields used here have been stable since schema v3), so a truncated or foreign file raises
+Reading uses a small, bounds-checked flatbuffer reader written against the TFLite schema
+(:mod:`edge.tflite_reader`), so a truncated or foreign file raises
 :class:`~edge.errors.ModelError` instead of crashing, and no schema package is needed on the
 device. Writing (:func:`embed_metadata`, used by ``convert/``) uses the object API of the schema
 module that ships with ``ai-edge-litert``.
@@ -19,13 +19,15 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import struct
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from edge.contract import PreprocessContract
 from edge.errors import ModelError
+from edge.tflite_reader import TFLITE_IDENTIFIER as TFLITE_IDENTIFIER  # re-exported
+from edge.tflite_reader import TensorInfo as TensorInfo
+from edge.tflite_reader import TFLiteInfo, parse_tflite
 
 log = logging.getLogger(__name__)
 
@@ -33,21 +35,6 @@ log = logging.getLogger(__name__)
 METADATA_NAME = "fer_edge"
 #: Version of the metadata JSON layout; readers refuse newer versions.
 FORMAT_VERSION = 1
-#: TFLite flatbuffer file identifier (bytes 4..8).
-TFLITE_IDENTIFIER = b"TFL3"
-
-# TensorType enum of the TFLite schema (only the types a classifier can have as input/output).
-_TENSOR_TYPES: dict[int, str] = {
-    0: "float32",
-    1: "float16",
-    2: "int32",
-    3: "uint8",
-    4: "int64",
-    6: "bool",
-    7: "int16",
-    9: "int8",
-    10: "float64",
-}
 
 
 @dataclass(frozen=True)
@@ -139,302 +126,69 @@ class ModelMetadata:
         Raises:
             ModelError: naming the missing or invalid key, or a newer format version.
         """
-        if not isinstance(d, dict):
-            raise ModelError(f"model metadata must be a JSON object, got {type(d).__name__}")
-        required = ("arch", "labels", "input_shape", "contract")
-        missing = [k for k in required if k not in d]
-        if missing:
-            raise ModelError(f"model metadata lacks required keys {missing}")
-        version = d.get("format_version", FORMAT_VERSION)
-        if not isinstance(version, int) or version > FORMAT_VERSION:
-            raise ModelError(
-                f"model metadata format_version {version!r} is newer than this fer-edge "
-                f"understands ({FORMAT_VERSION}); upgrade fer-edge"
-            )
-        known = {
-            "format_version",
-            "arch",
-            "seed",
-            "labels",
-            "input_shape",
-            "contract",
-            "quantization",
-            "training",
-            "metrics",
-            "parity",
-            "calibration",
-            "created",
-            "tool_version",
-        }
-        unknown = set(d) - known
+        version = _check_header(d)
+        unknown = set(d) - {f.name for f in fields(cls)}
         if unknown:
             # Same major version, extra keys: a newer writer added optional information.
             log.debug("ignoring unknown model metadata keys %s", sorted(unknown))
-        try:
-            labels = tuple(str(v) for v in d["labels"])
-            shape = tuple(int(v) for v in d["input_shape"])
-        except (TypeError, ValueError) as e:
-            raise ModelError(f"model metadata labels/input_shape are malformed: {e}") from None
-        if len(shape) != 3:
-            raise ModelError(f"model metadata input_shape {list(shape)} is not (size, size, 1)")
-        contract_d = d["contract"]
-        if not isinstance(contract_d, dict):
-            raise ModelError("model metadata 'contract' is not a JSON object")
-        try:
-            contract = PreprocessContract.from_dict(contract_d)
-        except (TypeError, ValueError) as e:
-            raise ModelError(f"model metadata 'contract' is invalid: {e}") from None
-        for key in ("quantization", "training", "metrics", "parity", "calibration"):
+        labels, shape = _labels_and_shape(d)
+        contract = _contract(d["contract"])
+        for key in _SECTIONS:
             if not isinstance(d.get(key, {}), dict):
                 raise ModelError(f"model metadata {key!r} is not a JSON object")
         return cls(
             arch=str(d["arch"]),
             seed=str(d.get("seed", "")),
             labels=labels,
-            input_shape=(shape[0], shape[1], shape[2]),
+            input_shape=shape,
             contract=contract,
-            quantization=dict(d.get("quantization", {})),
-            training=dict(d.get("training", {})),
-            metrics=dict(d.get("metrics", {})),
-            parity=dict(d.get("parity", {})),
-            calibration=dict(d.get("calibration", {})),
+            **{key: dict(d.get(key, {})) for key in _SECTIONS},
             created=str(d.get("created", "")),
             tool_version=str(d.get("tool_version", "")),
             format_version=int(version),
         )
 
 
-@dataclass(frozen=True)
-class TensorInfo:
-    """One input or output tensor of subgraph 0, as stored in the flatbuffer."""
-
-    name: str
-    shape: tuple[int, ...]
-    dtype: str
-    scale: float | None
-    zero_point: int | None
+#: The free-form sections of the document (JSON objects).
+_SECTIONS = ("quantization", "training", "metrics", "parity", "calibration")
 
 
-@dataclass(frozen=True)
-class TFLiteInfo:
-    """What the flatbuffer itself says about a model (no interpreter needed).
-
-    Attributes:
-        version: Schema version (3 for every current converter).
-        inputs: Input tensors of the main subgraph.
-        outputs: Output tensors of the main subgraph.
-        operators: ``(op name, version)`` per operator code; custom ops as ``CUSTOM:<code>``.
-        metadata: Metadata entry name -> raw bytes.
-        op_sequence: Operator name of every node of the main subgraph, in execution order.
-    """
-
-    version: int
-    inputs: tuple[TensorInfo, ...]
-    outputs: tuple[TensorInfo, ...]
-    operators: tuple[tuple[str, int], ...]
-    metadata: dict[str, bytes]
-    op_sequence: tuple[str, ...] = ()
-
-    @property
-    def op_names(self) -> tuple[str, ...]:
-        """Sorted unique operator names."""
-        return tuple(sorted({name for name, _ in self.operators}))
-
-    @property
-    def custom_ops(self) -> tuple[str, ...]:
-        """Custom (including Flex/select TensorFlow) operators; a device runtime has none."""
-        return tuple(n for n in self.op_names if n.startswith("CUSTOM:"))
-
-
-class _Reader:
-    """Bounds-checked access to flatbuffer tables, vectors and strings."""
-
-    def __init__(self, buf: bytes, what: str) -> None:
-        self.buf = buf
-        self.what = what
-
-    def _fail(self, msg: str) -> ModelError:
-        return ModelError(f"{self.what} is not a valid TFLite model (corrupt or truncated): {msg}")
-
-    def _unpack(self, fmt: str, pos: int) -> Any:
-        size = struct.calcsize(fmt)
-        if pos < 0 or pos + size > len(self.buf):
-            raise self._fail(f"read of {size} bytes at offset {pos} past end ({len(self.buf)})")
-        return struct.unpack_from(fmt, self.buf, pos)[0]
-
-    def root(self) -> int:
-        return self._deref(0)
-
-    def _deref(self, pos: int) -> int:
-        return pos + int(self._unpack("<I", pos))
-
-    def _field(self, table: int, index: int) -> int:
-        """Absolute position of field ``index`` of ``table``, or 0 when absent."""
-        vtable = table - int(self._unpack("<i", table))
-        vsize = int(self._unpack("<H", vtable))
-        slot = 4 + 2 * index
-        if slot + 2 > vsize:
-            return 0
-        off = int(self._unpack("<H", vtable + slot))
-        return table + off if off else 0
-
-    def scalar(self, table: int, index: int, fmt: str, default: Any) -> Any:
-        pos = self._field(table, index)
-        return self._unpack(fmt, pos) if pos else default
-
-    def table(self, table: int, index: int) -> int:
-        pos = self._field(table, index)
-        return self._deref(pos) if pos else 0
-
-    def string(self, table: int, index: int) -> str | None:
-        raw = self.bytes_(table, index)
-        if raw is None:
-            return None
-        try:
-            return raw.decode("utf-8")
-        except UnicodeDecodeError:
-            raise self._fail("string field is not UTF-8") from None
-
-    def bytes_(self, table: int, index: int) -> bytes | None:
-        pos = self._field(table, index)
-        if not pos:
-            return None
-        start = self._deref(pos)
-        n = int(self._unpack("<I", start))
-        if start + 4 + n > len(self.buf):
-            raise self._fail(f"vector of {n} bytes at offset {start} past end")
-        return bytes(self.buf[start + 4 : start + 4 + n])
-
-    def vector(self, table: int, index: int, fmt: str) -> list[Any]:
-        pos = self._field(table, index)
-        if not pos:
-            return []
-        start = self._deref(pos)
-        n = int(self._unpack("<I", start))
-        size = struct.calcsize(fmt)
-        if start + 4 + n * size > len(self.buf):
-            raise self._fail(f"vector of {n} elements at offset {start} past end")
-        return list(struct.unpack_from(f"<{n}{fmt}", self.buf, start + 4))
-
-    def vector_length(self, table: int, index: int, elem_size: int) -> int:
-        """Length of a vector field after checking it lies inside the buffer (0 if absent)."""
-        pos = self._field(table, index)
-        if not pos:
-            return 0
-        start = self._deref(pos)
-        n = int(self._unpack("<I", start))
-        if start + 4 + n * elem_size > len(self.buf):
-            raise self._fail(f"vector of {n} elements at offset {start} past end")
-        return n
-
-    def tables(self, table: int, index: int) -> list[int]:
-        pos = self._field(table, index)
-        if not pos:
-            return []
-        start = self._deref(pos)
-        n = int(self._unpack("<I", start))
-        if start + 4 + 4 * n > len(self.buf):
-            raise self._fail(f"table vector of {n} elements at offset {start} past end")
-        return [self._deref(start + 4 + 4 * i) for i in range(n)]
-
-
-def _builtin_names() -> dict[int, str]:
-    """Builtin operator code -> name, from the schema ai-edge-litert ships (if installed)."""
-    try:
-        from ai_edge_litert import schema_py_generated as schema
-    except ImportError:
-        return {}
-    return {
-        int(v): k
-        for k, v in vars(schema.BuiltinOperator).items()
-        if not k.startswith("_") and isinstance(v, int)
-    }
-
-
-def parse_tflite(data: bytes, what: str = "model") -> TFLiteInfo:
-    """Parse the parts of a TFLite flatbuffer fer-edge needs.
-
-    Args:
-        data: The whole ``.tflite`` file.
-        what: How to name the file in error messages (usually its path).
-
-    Raises:
-        ModelError: if the bytes are not a TFLite flatbuffer or are truncated/corrupt.
-    """
-    if len(data) < 8 or data[4:8] != TFLITE_IDENTIFIER:
+def _check_header(d: Any) -> int:
+    """A JSON object with the required keys and a format this reader understands; returns the
+    format version."""
+    if not isinstance(d, dict):
+        raise ModelError(f"model metadata must be a JSON object, got {type(d).__name__}")
+    required = ("arch", "labels", "input_shape", "contract")
+    missing = [k for k in required if k not in d]
+    if missing:
+        raise ModelError(f"model metadata lacks required keys {missing}")
+    version = d.get("format_version", FORMAT_VERSION)
+    if not isinstance(version, int) or version > FORMAT_VERSION:
         raise ModelError(
-            f"{what} is not a TFLite model (no 'TFL3' file identifier; {len(data)} bytes)"
+            f"model metadata format_version {version!r} is newer than this fer-edge "
+            f"understands ({FORMAT_VERSION}); upgrade fer-edge"
         )
-    r = _Reader(data, what)
-    model = r.root()
-    version = int(r.scalar(model, 0, "<I", 0))
-    names = _builtin_names()
-    operators: list[tuple[str, int]] = []
-    for oc in r.tables(model, 1):
-        deprecated = int(r.scalar(oc, 0, "<b", 0))
-        custom = r.string(oc, 1)
-        op_version = int(r.scalar(oc, 2, "<i", 1))
-        code = max(deprecated, int(r.scalar(oc, 3, "<i", 0)))
-        if custom is not None:
-            name = f"CUSTOM:{custom}"
-        else:
-            name = names.get(code, f"BUILTIN_{code}")
-        operators.append((name, op_version))
-    subgraphs = r.tables(model, 2)
-    if not subgraphs:
-        raise r._fail("no subgraphs")
-    sg = subgraphs[0]
-    tensors = r.tables(sg, 0)
+    return version
 
-    def tensor(i: int) -> TensorInfo:
-        if not 0 <= i < len(tensors):
-            raise r._fail(f"tensor index {i} out of range ({len(tensors)} tensors)")
-        t = tensors[i]
-        q = r.table(t, 4)
-        scales = r.vector(q, 2, "f") if q else []
-        zps = r.vector(q, 3, "q") if q else []
-        ttype = int(r.scalar(t, 1, "<b", 0))
-        return TensorInfo(
-            name=r.string(t, 3) or "",
-            shape=tuple(int(v) for v in r.vector(t, 0, "i")),
-            dtype=_TENSOR_TYPES.get(ttype, f"type{ttype}"),
-            scale=float(scales[0]) if len(scales) == 1 else None,
-            zero_point=int(zps[0]) if len(zps) == 1 else None,
-        )
 
-    op_sequence: list[str] = []
-    for op in r.tables(sg, 3):
-        idx = int(r.scalar(op, 0, "<I", 0))
-        if not 0 <= idx < len(operators):
-            raise r._fail(f"operator code index {idx} out of range ({len(operators)} codes)")
-        op_sequence.append(operators[idx][0])
-    inputs = tuple(tensor(int(i)) for i in r.vector(sg, 1, "i"))
-    outputs = tuple(tensor(int(i)) for i in r.vector(sg, 2, "i"))
-    buffers = r.tables(model, 4)
-    for b in buffers:
-        # Bounds-check every weight buffer so a file cut short anywhere is caught here, not by
-        # a crash inside the interpreter.
-        r.vector_length(b, 0, 1)
-    metadata: dict[str, bytes] = {}
-    for m in r.tables(model, 6):
-        name = r.string(m, 0) or ""
-        bi = int(r.scalar(m, 1, "<I", 0))
-        if not 0 <= bi < len(buffers):
-            raise r._fail(f"metadata {name!r} points at buffer {bi} of {len(buffers)}")
-        b = buffers[bi]
-        raw = r.bytes_(b, 0)
-        if raw is None:
-            # Models over 2 GB keep buffer data after the flatbuffer (offset/size fields).
-            offset = int(r.scalar(b, 1, "<Q", 0))
-            size = int(r.scalar(b, 2, "<Q", 0))
-            if offset > 1 and offset + size <= len(data):
-                raw = bytes(data[offset : offset + size])
-            elif offset > 1:
-                raise r._fail(f"metadata {name!r} buffer lies past the end of the file")
-            else:
-                raw = b""
-        metadata[name] = raw
-    return TFLiteInfo(version, inputs, outputs, tuple(operators), metadata, tuple(op_sequence))
+def _labels_and_shape(d: dict[str, Any]) -> tuple[tuple[str, ...], tuple[int, int, int]]:
+    try:
+        labels = tuple(str(v) for v in d["labels"])
+        shape = tuple(int(v) for v in d["input_shape"])
+    except (TypeError, ValueError) as e:
+        raise ModelError(f"model metadata labels/input_shape are malformed: {e}") from None
+    if len(shape) != 3:
+        raise ModelError(f"model metadata input_shape {list(shape)} is not (size, size, 1)")
+    return labels, (shape[0], shape[1], shape[2])
+
+
+def _contract(contract_d: Any) -> PreprocessContract:
+    if not isinstance(contract_d, dict):
+        raise ModelError("model metadata 'contract' is not a JSON object")
+    try:
+        return PreprocessContract.from_dict(contract_d)
+    except (TypeError, ValueError) as e:
+        raise ModelError(f"model metadata 'contract' is invalid: {e}") from None
 
 
 def _read_bytes(path: str | Path) -> bytes:
@@ -554,6 +308,14 @@ def embed_metadata(data: bytes, meta: ModelMetadata, check: bool = True) -> byte
 
     model = schema.ModelT.InitFromPackedBuf(bytearray(data), 0)
     payload = np.frombuffer(meta.to_json().encode("utf-8"), dtype=np.uint8)
+    _set_metadata_buffer(schema, model, payload)
+    builder = flatbuffers.Builder(len(data) + len(payload) + 4096)
+    builder.Finish(model.Pack(builder), file_identifier=TFLITE_IDENTIFIER)
+    return bytes(builder.Output())
+
+
+def _set_metadata_buffer(schema: Any, model: Any, payload: Any) -> None:
+    """Point the model's ``fer_edge`` metadata entry at a buffer holding ``payload``."""
     if model.buffers is None:
         model.buffers = []
     if model.metadata is None:
@@ -570,9 +332,6 @@ def embed_metadata(data: bytes, meta: ModelMetadata, check: bool = True) -> byte
         entry.name = METADATA_NAME
         entry.buffer = len(model.buffers) - 1
         model.metadata.append(entry)
-    builder = flatbuffers.Builder(len(data) + len(payload) + 4096)
-    builder.Finish(model.Pack(builder), file_identifier=TFLITE_IDENTIFIER)
-    return bytes(builder.Output())
 
 
 def _name(v: str | bytes | None) -> str:

@@ -41,25 +41,18 @@ def test_defaults_are_the_out_of_the_box_job() -> None:
 def test_every_field_has_a_description() -> None:
     from pydantic import BaseModel
 
-    from edge.config import (
-        ModelConfig,
-        Picamera2SourceConfig,
-        TrackingConfig,
-    )
-    from edge.detect.config import BlazeFaceConfig, HaarConfig, YuNetConfig
+    from edge.camera.config import SourceConfig
+    from edge.config import ModelConfig, TrackingConfig
+    from edge.detect.config import DetectorConfig
+    from edge.plugins import union_members
+    from edge.publish.config import SinkConfig
 
-    models: list[type[BaseModel]] = [
-        EdgeConfig,
-        FileSourceConfig,
-        OpenCVSourceConfig,
-        Picamera2SourceConfig,
-        HaarConfig,
-        YuNetConfig,
-        BlazeFaceConfig,
-        ModelConfig,
-        TrackingConfig,
-    ]
+    # Every plugin config class of every union, read off the unions (a new backend is covered).
+    plugins = [m for u in (SourceConfig, DetectorConfig, SinkConfig) for m in union_members(u).values()]  # fmt: skip
+    models: list[type[BaseModel]] = [EdgeConfig, ModelConfig, TrackingConfig, *plugins]
+    assert len(plugins) == 9
     for m in models:
+        assert m.model_config.get("extra") == "forbid", m.__name__
         for name, f in m.model_fields.items():
             assert f.description, f"{m.__name__}.{name} has no description"
 
@@ -177,11 +170,11 @@ def test_bad_toml_and_missing_file(tmp_path: Path) -> None:
 def test_world_readable_secret_warns(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     text = '[[sinks]]\ntype = "mqtt"\nurl = "mqtt://h"\npassword = "hunter2"\n'
     p = write(tmp_path, text)
-    with caplog.at_level(logging.WARNING, logger="edge.config"):
+    with caplog.at_level(logging.WARNING, logger="edge.config_file"):
         load_config(p)
     assert not caplog.records  # 0640: fine
     p.chmod(0o644)
-    with caplog.at_level(logging.WARNING, logger="edge.config"):
+    with caplog.at_level(logging.WARNING, logger="edge.config_file"):
         cfg = load_config(p)
     assert "world-readable" in caplog.text and "sinks[0].password" in caplog.text
     assert "hunter2" not in caplog.text and "hunter2" not in cfg.summary()

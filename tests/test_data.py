@@ -116,7 +116,7 @@ def test_ferplus_real_alignment(fer_csv: Path, ferplus_csv: Path) -> None:
 
 def test_fer2013_labels_carry_ferplus_vote_shares(fer_csv: Path, ferplus_csv: Path) -> None:
     """With FER2013 labels, FERPlus votes ride along as 7-class distributions for --ferplus-mix."""
-    from train.train import _targets
+    from train.fit import training_targets
 
     pt = load_fer2013(fer_csv, "PublicTest", ferplus_path=ferplus_csv)
     assert pt.label_names == FER2013_LABELS and len(pt) == 3589  # no row dropped
@@ -126,12 +126,12 @@ def test_fer2013_labels_carry_ferplus_vote_shares(fer_csv: Path, ferplus_csv: Pa
     # are not a copy of the one-hot labels.
     disagree = float(np.mean(pt.soft.argmax(axis=1) != pt.labels))
     assert 0.1 < disagree < 0.5
-    y = _targets(pt, soft=False, mix=0.5)
+    y = training_targets(pt, soft=False, mix=0.5)
     assert np.allclose(y.sum(axis=1), 1.0, atol=1e-5)
     # At mix 0.5 the FER2013 label keeps at least half the mass: it stays the (possibly tied) top.
     own = y[np.arange(len(pt)), pt.labels]
     assert np.all(own >= 0.5) and np.all(own >= y.max(axis=1) - 1e-6)
-    assert np.array_equal(_targets(pt, soft=False), np.eye(7, dtype=np.float32)[pt.labels])
+    assert np.array_equal(training_targets(pt, soft=False), np.eye(7, dtype=np.float32)[pt.labels])
     assert load_fer2013(fer_csv, "PublicTest").soft is None
 
 
@@ -265,9 +265,11 @@ def test_group_aware_folds_keep_duplicate_images_together(fer_slice_csv: Path) -
 def test_kfold_run_passes_groups_to_the_splitter(
     fer_slice_csv: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """train._kfold hands the group-aware folds to training: no image is on both sides of a
+    """train.kfold hands the group-aware folds to training: no image is on both sides of a
     fold. Fitting and evaluation are replaced by recorders: only the split is under test."""
-    from train import train as tr_mod
+    from train import fit
+    from train.kfold import run_kfold
+    from train.options import TrainOptions
 
     fer = load_fer2013(fer_slice_csv)
     data = concat([fer, fer.subset(np.arange(0, 300, 3))])
@@ -277,10 +279,10 @@ def test_kfold_run_passes_groups_to_the_splitter(
         seen.append((image_hashes(train.images), image_hashes(val.images)))
         return {}
 
-    monkeypatch.setattr(tr_mod, "_fit", fake_fit)
-    monkeypatch.setattr(tr_mod, "_finish", lambda run, va, extra: {"accuracy": 0.5})
-    opts = tr_mod.TrainOptions(arch="x", data=str(fer_slice_csv), out=str(tmp_path), folds=4)
-    tr_mod._kfold(tmp_path, data, opts)
+    monkeypatch.setattr(fit, "fit_model", fake_fit)
+    monkeypatch.setattr(fit, "finish_run", lambda run, va, extra: {"accuracy": 0.5})
+    opts = TrainOptions(arch="x", data=str(fer_slice_csv), out=str(tmp_path), folds=4)
+    run_kfold(tmp_path, data, opts)
     assert len(seen) == 4
     for tr_h, va_h in seen:
         assert not set(tr_h.tolist()) & set(va_h.tolist())

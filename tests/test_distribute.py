@@ -164,7 +164,7 @@ import numpy as np, tensorflow as tf
 tf.config.set_logical_device_configuration(tf.config.list_physical_devices("CPU")[0], [tf.config.LogicalDeviceConfiguration()] * 2)
 import keras
 from train.distribute import make_engine
-from train.train import TrainOptions
+from train.options import TrainOptions
 
 def build():
     keras.utils.set_random_seed(0)
@@ -301,7 +301,7 @@ def test_per_replica_batch_scales_batch_and_lr() -> None:
 
     from edge.errors import ConfigError
     from train.distribute import Engine
-    from train.train import TrainOptions
+    from train.options import TrainOptions
 
     eng = Engine(SimpleNamespace(num_replicas_in_sync=4), "mirrored", 1, ("chief", 0), "float32")
     opts = TrainOptions(arch="bagga_cnn1", data="x", out="x", batch=32, lr=1e-3, distribute="mirrored")  # fmt: skip

@@ -384,3 +384,15 @@ def test_broker_crash_then_device_death_leaves_no_eternal_online(
         mon.handle(Message("fer/crash-cam/status", retained[0], retained=True), now=0.0)
         assert mon.shown("crash-cam", 1.9) == "online"
         assert mon.shown("crash-cam", 2.1) == "stale"
+
+
+def test_device_status_values_are_the_payloads() -> None:
+    from edge.liveness import ONLINE, STALE, DeviceStatus
+
+    # The retained status payloads (README, docs/DASHBOARDS.md, dashboard app.js) and 'stale'.
+    assert [s.value for s in DeviceStatus] == ["online", "offline", "stopped", "stale"]
+    assert ONLINE is DeviceStatus.ONLINE and STALE is DeviceStatus.STALE
+    assert (
+        json.dumps([DeviceStatus.STOPPED]) == '["stopped"]'
+        and f"{DeviceStatus.OFFLINE}" == "offline"
+    )

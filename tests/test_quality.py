@@ -76,3 +76,44 @@ def test_dependency_direction(package: str) -> None:
         if hits:
             bad.append(f"{rel}: {sorted(hits)}")
     assert not bad, f"{package} must not import these: " + "; ".join(bad)
+
+
+def _code_stats(*args: str) -> subprocess.CompletedProcess[str]:
+    return _run([sys.executable, str(REPO / "bench" / "code_stats.py"), *args])
+
+
+def test_code_stats_counts_def_to_last_line(tmp_path: Path) -> None:
+    """bench/code_stats.py measures what it says: lines from ``def`` to the last line, methods
+    and nested functions counted on their own; checked on a tree with known answers."""
+    pkg = tmp_path / "pkg"
+    pkg.mkdir()
+    (pkg / "m.py").write_text(
+        "@decorator\n"
+        "def one():\n"  # 2 lines
+        "    return 1\n"
+        "\n"
+        "class C:\n"
+        "    def method(self):\n"  # 5 lines, with the nested function's 2
+        "        def inner():\n"
+        "            pass\n"
+        "        x = 1\n"
+        "        return x\n"
+    )
+    r = _code_stats("--root", str(tmp_path), "--json", str(tmp_path / "s.json"), "pkg")
+    assert r.returncode == 0, r.stderr
+    import json
+
+    s = json.loads((tmp_path / "s.json").read_text())
+    got = {f["name"]: f["lines"] for f in s["longest"]}
+    assert got == {"one": 2, "C.method": 5, "C.method.inner": 2}
+    assert s["functions"] == 3 and s["median"] == 2 and s["largest_modules"][0]["lines"] == 10
+    assert _code_stats("--root", str(tmp_path), "--max-module", "9", "pkg").returncode == 1
+    assert _code_stats("--root", str(tmp_path), "--max-p90", "4", "pkg").returncode == 1
+
+
+def test_module_and_function_size_targets() -> None:
+    """Issue 18's targets for edge/, train/ and convert/: no module over 600 lines, p90
+    function length <= 35 lines (``python3 bench/code_stats.py``; numbers in
+    docs/ARCHITECTURE.md)."""
+    r = _code_stats("--max-module", "600", "--max-p90", "35")
+    assert r.returncode == 0, r.stdout + r.stderr

@@ -69,7 +69,7 @@ def test_round_trip_and_provenance(tmp_path: Path) -> None:
 
 
 def test_checkpoint_provenance_reads_the_run_folder(tmp_path: Path) -> None:
-    from train.train import checkpoint_provenance, leak_free_run_config
+    from train.provenance import checkpoint_provenance, leak_free_run_config
 
     ckpt = tmp_path / "run" / "model.keras"
     _write(ckpt, b"weights")

@@ -108,7 +108,7 @@ def test_seed002_leaky_protocol_counts_its_leak(tmp_path: Path, fer_slice_csv: P
 
 
 def test_cosine_lr_curve() -> None:
-    from train.train import cosine_lr
+    from train.fit import cosine_lr
 
     assert cosine_lr(0, 1e-3, 10) == pytest.approx(1e-3)
     assert cosine_lr(5, 1e-3, 10) == pytest.approx(5e-4)
@@ -139,7 +139,8 @@ def test_state_keeps_training_time_across_a_kill(tmp_path: Path) -> None:
     later ``--resume`` reports the whole training time (it used to restart the clock at 0)."""
     import keras
 
-    from train.train import TrainOptions, _callbacks
+    from train.fit import make_callbacks
+    from train.options import TrainOptions
 
     run = tmp_path / "run"
     run.mkdir()
@@ -147,7 +148,7 @@ def test_state_keeps_training_time_across_a_kill(tmp_path: Path) -> None:
     killed = {"epoch": 2, "best": 0.4, "es_wait": 0, "lr_wait": 0, "lr": 1e-3, "stopped": False, "train_seconds": 500.0}  # fmt: skip
     model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
     model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="mse")
-    save = _callbacks(run, opts, killed)[-1]
+    save = make_callbacks(run, opts, killed)[-1]
     save.set_model(model)
     save.on_train_begin()
     save.on_epoch_end(3)
@@ -165,7 +166,8 @@ def test_teacher_targets_are_the_teachers_output_on_the_same_batch(temperature: 
 
     from train.data.augment import NONE
     from train.data.faceset import FaceSet
-    from train.train import TrainOptions, _dataset
+    from train.fit import make_dataset
+    from train.options import TrainOptions
 
     rng = np.random.default_rng(0)
     fs = FaceSet(
@@ -177,7 +179,7 @@ def test_teacher_targets_are_the_teachers_output_on_the_same_batch(temperature: 
     keras.utils.set_random_seed(1)
     teacher = keras.Sequential([keras.Input((48, 48, 1)), keras.layers.Rescaling(1 / 255), keras.layers.Flatten(), keras.layers.Dense(7, activation="softmax")])  # fmt: skip
     opts = TrainOptions(arch="bagga_cnn1", data="x", out="x", batch=6, augment=NONE, teacher=["t.keras"], teacher_mix=0.75, teacher_temperature=temperature)  # fmt: skip
-    xb, yb = next(iter(_dataset(fs, opts, training=True, teacher=teacher)))
+    xb, yb = next(iter(make_dataset(fs, opts, training=True, teacher=teacher)))
     probs = teacher.predict(xb.numpy(), verbose=0)
     soft = np.exp(np.log(probs + 1e-8) / temperature)
     soft /= soft.sum(axis=1, keepdims=True)

@@ -163,7 +163,8 @@ def add_distribute_arguments(t: Any) -> None:
 
 def _cmd_train(args: argparse.Namespace) -> int:
     from train.data.augment import NONE, AugmentConfig
-    from train.train import TrainOptions, train_run
+    from train.options import TrainOptions
+    from train.train import train_run
 
     opts = TrainOptions(
         arch=args.arch,

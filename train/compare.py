@@ -106,7 +106,8 @@ def _is_finished(run: Path) -> bool:
 
 
 def _train(arch: str, run: Path, opts: CompareOptions) -> None:
-    from train.train import TrainOptions, train_run
+    from train.options import TrainOptions
+    from train.train import train_run
 
     resume = run.exists() and any(run.iterdir())
     log.info("%s: %s run in %s", arch, "resuming the" if resume else "training a new", run)

@@ -67,7 +67,7 @@ def check_same_shapes(weight_lists: list[list[np.ndarray]]) -> None:
 
 def _ingredient_config(path: Path) -> dict[str, Any]:
     """The finished, leak-free run that ``path`` came from (its ``config.json``)."""
-    from train.train import leak_free_run_config
+    from train.provenance import leak_free_run_config
 
     return leak_free_run_config(path, "soup ingredient")
 
@@ -88,7 +88,7 @@ def soup_run(opts: SoupOptions) -> dict[str, Any]:
         DataError: unreadable data or config.
     """
     from train.data import load_fer2013
-    from train.train import checkpoint_provenance, git_commit
+    from train.provenance import checkpoint_provenance, git_commit
 
     if opts.method not in METHODS:
         raise ConfigError(f"unknown soup method {opts.method!r}; valid: {', '.join(METHODS)}")

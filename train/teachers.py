@@ -94,7 +94,7 @@ def load_teachers(
     """
     from edge.classify.deployed import open_classifier
     from train.predict import TFLITE_SUFFIXES, load_keras_model
-    from train.train import check_leak_free, checkpoint_provenance, leak_free_run_config
+    from train.provenance import check_leak_free, checkpoint_provenance, leak_free_run_config
 
     if tta not in TEACHER_TTA:
         raise ConfigError(f"--teacher-tta {tta!r}; valid: {', '.join(TEACHER_TTA)}")

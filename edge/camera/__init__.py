@@ -1,66 +1,61 @@
-"""Frame sources selected by the ``type`` key of the ``[source]`` config table.
+"""Frame sources as typed plugins, selected by the ``type`` key of the ``[source]`` table.
 
-Hardware backends import their drivers only inside ``open()``, so this package imports anywhere.
+Each source type has a :class:`~edge.camera.base.FrameSource` subclass registered here under its
+``type`` and its own config class in :mod:`edge.camera.config` (the members of
+:data:`~edge.camera.config.SourceConfig`); :func:`create_source` is
+``SOURCES[cfg.type].from_config(cfg)``. Hardware backends import their drivers only inside
+``open()``, so this package imports anywhere.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
 from edge.camera.base import Frame, FrameSource
+from edge.camera.config import (
+    FileSourceConfig,
+    OpenCVSourceConfig,
+    Picamera2SourceConfig,
+    SourceConfig,
+    source_override,
+)
 from edge.camera.file import FileSource
 from edge.camera.opencv import OpenCVSource
 from edge.camera.picamera2 import Picamera2Source
 from edge.errors import ConfigError
+from edge.plugins import build_registry
 
-#: Registry: ``type`` key -> source class.
-SOURCES: dict[str, type[FrameSource]] = {
-    FileSource.type: FileSource,
-    OpenCVSource.type: OpenCVSource,
-    Picamera2Source.type: Picamera2Source,
-}
+#: Registry: ``type`` key -> source class (checked against :data:`SourceConfig` at import).
+SOURCES: dict[str, type[FrameSource]] = build_registry(
+    [FileSource, OpenCVSource, Picamera2Source], SourceConfig, "source"
+)
 
 
-def create_source(cfg: Any) -> FrameSource:
-    """Build a (not yet opened) source from a source config (see :mod:`edge.config`).
-
-    Args:
-        cfg: A ``FileSourceConfig``, ``OpenCVSourceConfig`` or ``Picamera2SourceConfig``.
+def create_source(
+    cfg: FileSourceConfig | OpenCVSourceConfig | Picamera2SourceConfig,
+) -> FrameSource:
+    """Build a (not yet opened) source from its validated ``[source]`` config.
 
     Raises:
-        ConfigError: for an unknown ``type``.
+        ConfigError: for a config whose ``type`` has no backend, naming the valid types.
     """
-    kind = getattr(cfg, "type", None)
-    if kind == "file":
-        return FileSource(cfg.resolved_path(), realtime=cfg.realtime, loop=cfg.loop, fps=cfg.fps)
-    if kind == "opencv":
-        return OpenCVSource(
-            cfg.device,
-            width=cfg.width,
-            height=cfg.height,
-            fps=cfg.fps,
-            open_timeout_s=cfg.open_timeout_s,
-            backoff_max_s=cfg.backoff_max_s,
-        )
-    if kind == "picamera2":
-        return Picamera2Source(
-            cfg.camera_num,
-            main_size=tuple(cfg.main_size),  # type: ignore[arg-type]
-            lores_size=tuple(cfg.lores_size),  # type: ignore[arg-type]
-            use_lores=cfg.use_lores,
-            fps=cfg.fps,
-            open_timeout_s=cfg.open_timeout_s,
-            backoff_max_s=cfg.backoff_max_s,
-        )
-    raise ConfigError(f"source.type {kind!r} is not one of {sorted(SOURCES)}")
+    try:
+        cls = SOURCES[cfg.type]
+    except (KeyError, AttributeError):
+        kind = getattr(cfg, "type", None)
+        raise ConfigError(f"source.type {kind!r} is not one of {sorted(SOURCES)}") from None
+    return cls.from_config(cfg)
 
 
 __all__ = [
     "SOURCES",
     "FileSource",
+    "FileSourceConfig",
     "Frame",
     "FrameSource",
     "OpenCVSource",
+    "OpenCVSourceConfig",
     "Picamera2Source",
+    "Picamera2SourceConfig",
+    "SourceConfig",
     "create_source",
+    "source_override",
 ]

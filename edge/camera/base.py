@@ -23,6 +23,7 @@ flow, so the pipeline stops feeding the systemd watchdog; a driver that hangs in
 
 from __future__ import annotations
 
+import builtins
 import logging
 import threading
 import time
@@ -32,6 +33,7 @@ from typing import Any, ClassVar
 
 import cv2
 import numpy as np
+from pydantic import BaseModel
 
 from edge.contract import to_gray
 from edge.errors import SourceError
@@ -71,8 +73,10 @@ class FrameSource(ABC):
     used once: ``open()``, any number of ``read()``, ``close()``; it is also a context manager.
     """
 
-    #: Registry key (``file``, ``opencv``, ``picamera2``).
+    #: Registry key (``file``, ``opencv``, ``picamera2``): the ``type`` of its ``[source]`` table.
     type: ClassVar[str] = ""
+    #: Its ``[source]`` config class (:mod:`edge.camera.config`), the union member for ``type``.
+    config_class: ClassVar[builtins.type[BaseModel]]  # `type` is the key here
 
     def __init__(
         self,
@@ -110,6 +114,14 @@ class FrameSource(ABC):
         self._delivered = 0
         self._dropped = 0
         self._opened = False
+
+    @classmethod
+    def from_config(cls, cfg: Any) -> FrameSource:
+        """Build the (not yet opened) source from its :attr:`config_class` instance.
+
+        Registered backends override it; a source built directly (tests) need not.
+        """
+        raise NotImplementedError(f"{cls.__name__} is not a configurable source")
 
     # ---------------------------------------------------------------- backend hooks
     @abstractmethod
@@ -285,16 +297,13 @@ class FrameSource(ABC):
         attempt = 0
         last: BaseException = cause
         while not self.stopping:
-            self._close()
             attempt += 1
-            try:
-                self._open()
-            except (SourceError, OSError, RuntimeError, ValueError, cv2.error) as e:
-                last = e
-            else:
+            error = self._reopen_once()
+            if error is None:
                 self.reopens += 1
                 log.info("%s reopened after %d attempts", self.describe(), attempt)
                 return True
+            last = error
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise SourceError(
@@ -304,6 +313,15 @@ class FrameSource(ABC):
             if self._stop.wait(min(next(delays), remaining)):
                 break
         return False
+
+    def _reopen_once(self) -> BaseException | None:
+        """Close the device and open it again: None when it opened, else the error."""
+        self._close()
+        try:
+            self._open()
+        except (SourceError, OSError, RuntimeError, ValueError, cv2.error) as e:
+            return e
+        return None
 
     def _capture_loop(self) -> None:
         try:

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from edge.camera.base import FrameSource
+from edge.camera.config import FileSourceConfig
 from edge.errors import SourceError
 
 log = logging.getLogger(__name__)
@@ -36,6 +37,7 @@ class FileSource(FrameSource):
     """
 
     type = "file"
+    config_class = FileSourceConfig
 
     def __init__(
         self,
@@ -56,6 +58,11 @@ class FileSource(FrameSource):
         self._pos = 0  # frames delivered since the start (all loops)
         self._in_pass = 0  # position within the current pass
         self._t0 = 0.0
+
+    @classmethod
+    def from_config(cls, cfg: FileSourceConfig) -> FileSource:
+        """Build from a ``[source]`` table of type ``file``."""
+        return cls(cfg.resolved_path(), realtime=cfg.realtime, loop=cfg.loop, fps=cfg.fps)
 
     def describe(self) -> str:
         """The file path and mode."""

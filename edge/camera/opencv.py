@@ -21,6 +21,7 @@ import time
 import numpy as np
 
 from edge.camera.base import FrameSource, backoff_delays
+from edge.camera.config import OpenCVSourceConfig
 from edge.errors import SourceError
 from edge.redact import mask_url
 
@@ -60,6 +61,7 @@ class OpenCVSource(FrameSource):
     """
 
     type = "opencv"
+    config_class = OpenCVSourceConfig
 
     def __init__(
         self,
@@ -82,6 +84,18 @@ class OpenCVSource(FrameSource):
         self.open_timeout_s = open_timeout_s
         self._cap: object | None = None
         self.reconnects = 0
+
+    @classmethod
+    def from_config(cls, cfg: OpenCVSourceConfig) -> OpenCVSource:
+        """Build from a ``[source]`` table of type ``opencv``."""
+        return cls(
+            cfg.device,
+            width=cfg.width,
+            height=cfg.height,
+            fps=cfg.fps,
+            open_timeout_s=cfg.open_timeout_s,
+            backoff_max_s=cfg.backoff_max_s,
+        )
 
     def describe(self) -> str:
         """Device description without credentials."""

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from edge.camera.base import FrameSource, backoff_delays
+from edge.camera.config import Picamera2SourceConfig
 from edge.errors import SourceError
 
 log = logging.getLogger(__name__)
@@ -34,6 +35,7 @@ class Picamera2Source(FrameSource):
     """
 
     type = "picamera2"
+    config_class = Picamera2SourceConfig
 
     def __init__(
         self,
@@ -60,6 +62,19 @@ class Picamera2Source(FrameSource):
         self.open_timeout_s = open_timeout_s
         self._cam: Any = None
 
+    @classmethod
+    def from_config(cls, cfg: Picamera2SourceConfig) -> Picamera2Source:
+        """Build from a ``[source]`` table of type ``picamera2``."""
+        return cls(
+            cfg.camera_num,
+            main_size=cfg.main_size,
+            lores_size=cfg.lores_size,
+            use_lores=cfg.use_lores,
+            fps=cfg.fps,
+            open_timeout_s=cfg.open_timeout_s,
+            backoff_max_s=cfg.backoff_max_s,
+        )
+
     def describe(self) -> str:
         """Camera number and the stream that is read."""
         stream = f"lores Y {self.lores_size}" if self.use_lores else f"main BGR {self.main_size}"
@@ -77,20 +92,7 @@ class Picamera2Source(FrameSource):
         delays = backoff_delays(self.backoff_min_s, self.backoff_max_s)
         while True:
             try:
-                cam = Picamera2(self.camera_num)
-                controls: dict[str, Any] = {}
-                if self.fps:
-                    controls["FrameRate"] = float(self.fps)
-                # picamera2's "RGB888" is B,G,R byte order in numpy: what OpenCV calls BGR.
-                config = cam.create_video_configuration(
-                    main={"size": tuple(self.main_size), "format": "RGB888"},
-                    lores={"size": tuple(self.lores_size), "format": "YUV420"},
-                    controls=controls,
-                    buffer_count=4,
-                )
-                cam.configure(config)
-                cam.start()
-                self._cam = cam
+                self._cam = self._start(Picamera2)
                 return
             except (RuntimeError, OSError, IndexError) as e:
                 # libcamera reports a busy/absent camera as RuntimeError / IndexError.
@@ -104,6 +106,23 @@ class Picamera2Source(FrameSource):
                     "%s cannot be opened (%s); retrying in %.1f s", self.describe(), e, delay
                 )
                 self._stop.wait(delay)
+
+    def _start(self, picamera2_class: Any) -> Any:
+        """Open, configure (main BGR + lores YUV420 streams) and start the camera."""
+        cam = picamera2_class(self.camera_num)
+        controls: dict[str, Any] = {}
+        if self.fps:
+            controls["FrameRate"] = float(self.fps)
+        # picamera2's "RGB888" is B,G,R byte order in numpy: what OpenCV calls BGR.
+        config = cam.create_video_configuration(
+            main={"size": tuple(self.main_size), "format": "RGB888"},
+            lores={"size": tuple(self.lores_size), "format": "YUV420"},
+            controls=controls,
+            buffer_count=4,
+        )
+        cam.configure(config)
+        cam.start()
+        return cam
 
     def _grab(self) -> np.ndarray | None:
         if self._cam is None:

@@ -7,8 +7,11 @@ must never block the frame loop for long (MQTT queues while the broker is away).
 
 from __future__ import annotations
 
+import builtins
 from abc import ABC, abstractmethod
-from typing import Any
+from typing import Any, ClassVar
+
+from pydantic import BaseModel
 
 from edge.events import Event
 
@@ -16,8 +19,22 @@ from edge.events import Event
 class Sink(ABC):
     """Base class of every event sink."""
 
-    #: Registry key (``mqtt``, ``stdout``, ``jsonl``).
+    #: Registry key (``mqtt``, ``stdout``, ``jsonl``): the ``type`` of its ``[[sinks]]`` table.
     type: str = ""
+    #: Its ``[[sinks]]`` config class (:mod:`edge.publish.config`), the union member for ``type``.
+    config_class: ClassVar[builtins.type[BaseModel]]  # `type` is the key here
+
+    @classmethod
+    def from_config(cls, cfg: Any, device_id: str) -> Sink:
+        """Build the (not yet opened) sink from its :attr:`config_class` instance.
+
+        Args:
+            cfg: The validated ``[[sinks]]`` table.
+            device_id: The device's id (MQTT topics, client id).
+
+        Registered sinks override it; a sink built directly (tests, the group) need not.
+        """
+        raise NotImplementedError(f"{cls.__name__} is not a configurable sink")
 
     def open(self) -> None:  # noqa: B027 - optional hook
         """Connect / open files. Called once before the first event."""

@@ -1,9 +1,10 @@
 """Validated configuration of the event sinks (one ``[[sinks]]`` table per sink).
 
 Each sink type has its own pydantic model; :data:`SinkConfig` is their union discriminated by
-``type``, so an unknown ``type`` or an unknown key is rejected with the valid choices named. The
-main config tree (``edge/config.py``) embeds ``list[SinkConfig]``; the MQTT URL helpers here are
-shared with ``fer-edge monitor``.
+``type``, so an unknown ``type`` or an unknown key is rejected with the valid choices named (read
+off the union: :data:`SINK_CONFIG_MODELS`). Each sink class in :mod:`edge.publish` names its
+model (``config_class``). The main config tree (``edge/config.py``) embeds ``list[SinkConfig]``;
+the MQTT URL helpers here are shared with ``fer-edge monitor``.
 """
 
 from __future__ import annotations
@@ -13,10 +14,19 @@ from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from edge.errors import ConfigError
 from edge.liveness import DEFAULT_EXPIRY_S
+from edge.plugins import union_members
 from edge.redact import mask_url
 
 #: Environment variable read for the MQTT password when none is configured.
@@ -32,6 +42,10 @@ class StdoutSinkConfig(_Base):
     """Events as JSON lines on standard output (the default when no broker is configured)."""
 
     type: Literal["stdout"] = Field("stdout", description="Sink type: JSON lines on stdout.")
+
+    def summary(self) -> str:
+        """One-line description for logs."""
+        return "stdout"
 
 
 class JsonlSinkConfig(_Base):
@@ -49,6 +63,10 @@ class JsonlSinkConfig(_Base):
         description="Also fsync after every N events (0: only flush per event and fsync on close). "
         "Flushing already survives a process crash; fsync also survives a power cut.",
     )
+
+    def summary(self) -> str:
+        """One-line description for logs (``jsonl <path>``)."""
+        return f"jsonl {self.path}"
 
 
 class MqttSinkConfig(_Base):
@@ -181,21 +199,12 @@ class MqttSinkConfig(_Base):
         parse_mqtt_url(v)  # raises ValueError with the reason
         return v
 
-    @field_validator("topic_prefix")
+    @field_validator("topic_prefix", "discovery_prefix")
     @classmethod
-    def _check_prefix(cls, v: str) -> str:
+    def _check_prefix(cls, v: str, info: ValidationInfo) -> str:
         if any(c in v for c in "#+\0") or v.startswith("/") or v.endswith("/"):
             raise ValueError(
-                f"topic_prefix {v!r} must not contain '#', '+' or NUL or start/end with '/'"
-            )
-        return v
-
-    @field_validator("discovery_prefix")
-    @classmethod
-    def _check_discovery_prefix(cls, v: str) -> str:
-        if any(c in v for c in "#+\0") or v.startswith("/") or v.endswith("/"):
-            raise ValueError(
-                f"discovery_prefix {v!r} must not contain '#', '+' or NUL or start/end with '/'"
+                f"{info.field_name} {v!r} must not contain '#', '+' or NUL or start/end with '/'"
             )
         return v
 
@@ -215,6 +224,10 @@ class MqttSinkConfig(_Base):
     def safe_url(self) -> str:
         """The URL with any password masked, for logs and stats."""
         return mask_url(self.url)
+
+    def summary(self) -> str:
+        """One-line, secret-free description for logs (``mqtt <masked url>``)."""
+        return f"mqtt {self.safe_url()}"
 
     def resolve_password(self) -> str | None:
         """The password from config, ``password_file``, URL or environment (in that order).
@@ -244,14 +257,12 @@ class MqttSinkConfig(_Base):
         return self.username if self.username is not None else parse_mqtt_url(self.url)[3]
 
 
+#: One ``[[sinks]]`` table: the class is chosen by ``type``.
 SinkConfig = Annotated[
     StdoutSinkConfig | JsonlSinkConfig | MqttSinkConfig, Field(discriminator="type")
 ]
-SINK_CONFIG_MODELS: dict[str, type[BaseModel]] = {
-    "stdout": StdoutSinkConfig,
-    "jsonl": JsonlSinkConfig,
-    "mqtt": MqttSinkConfig,
-}
+#: ``type`` -> config class, read off :data:`SinkConfig`.
+SINK_CONFIG_MODELS: dict[str, type[BaseModel]] = union_members(SinkConfig)
 
 
 def parse_mqtt_url(url: str) -> tuple[str, str, int, str | None, str | None]:

@@ -38,12 +38,14 @@ from importlib import metadata
 from typing import Any
 
 from edge import __version__
+from edge.liveness import DeviceStatus
 from edge.topics import Topics
 
 log = logging.getLogger(__name__)
 
-#: HA's birth/last-will payloads on ``<discovery_prefix>/status``.
+#: HA's birth/last-will payloads on ``<discovery_prefix>/status`` (HA's own, not a device's).
 HA_ONLINE = "online"
+ONLINE, OFFLINE = DeviceStatus.ONLINE, DeviceStatus.OFFLINE
 #: Entities published per device (object ids).
 OBJECT_IDS: tuple[str, ...] = ("emotion", "faces", "confidence")
 
@@ -55,7 +57,8 @@ _CONFIDENCE_TPL = (
 )
 _FACES_TPL = "{{ value_json.faces | int(0) }}"
 _TRACKS_TPL = "{{ {'tracks': value_json.tracks} | tojson }}"
-_AVAILABILITY_TPL = "{{ 'online' if value == 'online' else 'offline' }}"
+# The device's status (online/offline/stopped; edge/liveness.py) as HA availability.
+_AVAILABILITY_TPL = f"{{{{ '{ONLINE}' if value == '{ONLINE}' else '{OFFLINE}' }}}}"
 
 
 def node_id(device_id: str) -> str:
@@ -132,8 +135,8 @@ def discovery_configs(
             {
                 "topic": topics.status,
                 "value_template": _AVAILABILITY_TPL,
-                "payload_available": "online",
-                "payload_not_available": "offline",
+                "payload_available": ONLINE.value,
+                "payload_not_available": OFFLINE.value,
             }
         ],
         "device": device,

@@ -15,6 +15,7 @@ from typing import IO, Any
 from edge.errors import PublishError
 from edge.events import Event
 from edge.publish.base import Sink
+from edge.publish.config import JsonlSinkConfig
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +28,12 @@ class JsonlSink(Sink):
     """
 
     type = "jsonl"
+    config_class = JsonlSinkConfig
+
+    @classmethod
+    def from_config(cls, cfg: JsonlSinkConfig, device_id: str) -> JsonlSink:
+        """Build from a ``[[sinks]]`` table of type ``jsonl``."""
+        return cls(cfg.path, fsync_every=cfg.fsync_every)
 
     def __init__(self, path: str | os.PathLike[str], fsync_every: int = 0) -> None:
         """Create the sink (the file is opened by :meth:`open` or the first event).

@@ -59,7 +59,7 @@ from paho.mqtt.enums import MQTTErrorCode
 
 from edge.errors import PublishError
 from edge.events import Event
-from edge.liveness import ONLINE
+from edge.liveness import DeviceStatus
 from edge.publish.base import Sink
 from edge.publish.client import fatal_refusal, make_client
 from edge.publish.config import MqttSinkConfig
@@ -69,10 +69,6 @@ from edge.publish.spool import Spool
 from edge.topics import Topics
 
 log = logging.getLogger(__name__)
-
-STATUS_ONLINE = ONLINE
-STATUS_OFFLINE = "offline"
-STATUS_STOPPED = "stopped"
 
 
 def _jsonable(value: Any) -> Any:
@@ -90,6 +86,12 @@ class MqttSink(Sink):
     """Publish events to ``<prefix>/<device_id>/events`` with a bounded outage queue."""
 
     type = "mqtt"
+    config_class = MqttSinkConfig
+
+    @classmethod
+    def from_config(cls, cfg: MqttSinkConfig, device_id: str) -> MqttSink:
+        """Build from a ``[[sinks]]`` table of type ``mqtt``."""
+        return cls(cfg, device_id)
 
     def __init__(self, cfg: MqttSinkConfig, device_id: str) -> None:
         """Create the sink; nothing connects before :meth:`open`.
@@ -133,16 +135,18 @@ class MqttSink(Sink):
             Spool(cfg.spool_dir, self.client_id, cfg.spool_fsync) if cfg.spool_dir else None
         )
         self.heartbeat_s = self._heartbeat.interval_s
-        self._discovery: Discovery | None = None
-        if cfg.homeassistant:
-            self._discovery = Discovery(
-                self._publish_config,
-                device_id=device_id,
-                topic_prefix=cfg.topic_prefix,
-                discovery_prefix=cfg.discovery_prefix,
-                delay_s=cfg.discovery_delay_s,
-                expire_after=cfg.status_expiry_s,
-            )
+        self._discovery = self._make_discovery() if cfg.homeassistant else None
+
+    def _make_discovery(self) -> Discovery:
+        """Home Assistant discovery for this device, published through this sink's client."""
+        return Discovery(
+            self._publish_config,
+            device_id=self.device_id,
+            topic_prefix=self.cfg.topic_prefix,
+            discovery_prefix=self.cfg.discovery_prefix,
+            delay_s=self.cfg.discovery_delay_s,
+            expire_after=self.cfg.status_expiry_s,
+        )
 
     def __repr__(self) -> str:
         return f"MqttSink(url={self.cfg.safe_url()!r}, device_id={self.device_id!r})"
@@ -166,7 +170,7 @@ class MqttSink(Sink):
             self._requeue(self._spool.load())
         self._username = username
         client.max_inflight_messages_set(self.cfg.max_inflight)
-        client.will_set(self.topic_status, STATUS_OFFLINE, qos=1, retain=True)
+        client.will_set(self.topic_status, DeviceStatus.OFFLINE, qos=1, retain=True)
         client.on_connect = self._on_connect
         client.on_connect_fail = self._on_connect_fail
         client.on_disconnect = self._on_disconnect
@@ -342,48 +346,24 @@ class MqttSink(Sink):
         if self._discovery is not None:
             self._discovery.cancel()
         client = self._client
-        if client is None:  # never opened
-            with self._lock:
-                self._undelivered = list(self._pending)
-                self._pending.clear()
-            self._closed = True
-            if self._spool is not None:
-                self._spool.close()
+        if client is None:  # never opened: the spool keeps its events for the next start
+            self._keep_undelivered(settle_spool=False)
             return
         start = time.monotonic()
         # Keep a slice of the budget for the 'stopped' message and the disconnect.
-        flush_deadline = start + timeout * 0.8
-        deadline = start + timeout
-        while time.monotonic() < flush_deadline and self.fatal_error is None:
-            self._wake.set()
-            with self._lock:
-                if not self._pending and not self._inflight:
-                    break
-            time.sleep(0.02)
+        self._flush(until=start + timeout * 0.8)
         self._stop.set()
         self._wake.set()
         if self._worker is not None:
             self._worker.join(timeout=2.0)
         if self._connected.is_set() and self.fatal_error is None:
-            info = client.publish(self.topic_status, STATUS_STOPPED, qos=1, retain=True)
-            try:
-                info.wait_for_publish(timeout=max(0.2, deadline - time.monotonic()))
-            except (RuntimeError, ValueError) as e:
-                log.warning("mqtt: could not publish %r status: %s", STATUS_STOPPED, e)
+            self._announce_stopped(client, deadline=start + timeout)
         # A DISCONNECT packet makes the broker discard the Last Will ('offline').
         client.disconnect()
         client.loop_stop()
         self._connected.clear()
         self._reap()
-        with self._lock:
-            self._undelivered = [ev for ev, _ in self._inflight] + list(self._pending)
-            self._inflight.clear()
-            self._pending.clear()
-            n = len(self._undelivered)
-            if self._spool is not None:
-                self._settle_spool()
-                self._spool.close()  # what is left is re-sent by the next start
-        self._closed = True
+        n = self._keep_undelivered(settle_spool=True)
         if n:
             log.warning(
                 "mqtt: %d events were not delivered to %s before shutdown",
@@ -392,6 +372,39 @@ class MqttSink(Sink):
             )
         else:
             log.info("mqtt: all events delivered; disconnected from %s", self.cfg.safe_url())
+
+    def _flush(self, until: float) -> None:
+        """Let the worker send what is queued until it is all acknowledged, the broker refused
+        us for good, or ``until`` (monotonic clock)."""
+        while time.monotonic() < until and self.fatal_error is None:
+            self._wake.set()
+            with self._lock:
+                if not self._pending and not self._inflight:
+                    break
+            time.sleep(0.02)
+
+    def _announce_stopped(self, client: mqtt.Client, deadline: float) -> None:
+        """Publish the retained ``stopped`` status and wait for it until ``deadline``."""
+        info = client.publish(self.topic_status, DeviceStatus.STOPPED, qos=1, retain=True)
+        try:
+            info.wait_for_publish(timeout=max(0.2, deadline - time.monotonic()))
+        except (RuntimeError, ValueError) as e:
+            log.warning("mqtt: could not publish the %s status: %s", DeviceStatus.STOPPED, e)
+
+    def _keep_undelivered(self, settle_spool: bool) -> int:
+        """Move unacknowledged and queued events to :meth:`drain_undelivered`'s list, close the
+        spool (settled first if asked), mark the sink closed; return how many were not
+        delivered."""
+        with self._lock:
+            self._undelivered = [ev for ev, _ in self._inflight] + list(self._pending)
+            self._inflight.clear()
+            self._pending.clear()
+            if self._spool is not None:
+                if settle_spool:
+                    self._settle_spool()
+                self._spool.close()  # what is left is re-sent by the next start
+        self._closed = True
+        return len(self._undelivered)
 
     def drain_undelivered(self) -> list[Event]:
         """Events not acknowledged by the broker when :meth:`close` ended, oldest first.
@@ -479,24 +492,7 @@ class MqttSink(Sink):
         properties: Any,
     ) -> None:
         if reason_code.is_failure:
-            refusal = fatal_refusal(reason_code)
-            if refusal is not None:
-                self.fatal_error = PublishError(
-                    f"MQTT broker {self.cfg.safe_url()} refused the connection of client "
-                    f"{self.client_id!r} (user {self._username!r}): {refusal}. "
-                    "Check username/password (password_file or $" + self.cfg.password_env + ") "
-                    "and the broker's ACL; retrying cannot help."
-                )
-                log.error("%s", self.fatal_error)
-                client.disconnect()  # ends paho's retry loop
-                self._settled.set()
-            else:
-                log.warning(
-                    "mqtt: broker %s refused the connection (%s); retrying",
-                    self.cfg.safe_url(),
-                    reason_code,
-                )
-            self._wake.set()
+            self._refused(client, reason_code)
             return
         self._connects += 1
         if self._connects == 1:
@@ -513,6 +509,28 @@ class MqttSink(Sink):
         # After _connected: a set_model_info() racing with this connect then publishes itself.
         self._announce(client)
         self._settled.set()
+        self._wake.set()
+
+    def _refused(self, client: mqtt.Client, reason_code: Any) -> None:
+        """The broker refused us: for good (bad credentials, not authorised: stop retrying and
+        say what to check) or for now (retry)."""
+        refusal = fatal_refusal(reason_code)
+        if refusal is not None:
+            self.fatal_error = PublishError(
+                f"MQTT broker {self.cfg.safe_url()} refused the connection of client "
+                f"{self.client_id!r} (user {self._username!r}): {refusal}. "
+                "Check username/password (password_file or $" + self.cfg.password_env + ") "
+                "and the broker's ACL; retrying cannot help."
+            )
+            log.error("%s", self.fatal_error)
+            client.disconnect()  # ends paho's retry loop
+            self._settled.set()
+        else:
+            log.warning(
+                "mqtt: broker %s refused the connection (%s); retrying",
+                self.cfg.safe_url(),
+                reason_code,
+            )
         self._wake.set()
 
     def _on_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:

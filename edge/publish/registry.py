@@ -1,4 +1,5 @@
-"""Sink registry (``type`` -> class) and :class:`SinkGroup`, the fan-out the runtime uses.
+"""Sink registry (``type`` -> class, typed plugins as in :mod:`edge.plugins`) and
+:class:`SinkGroup`, the fan-out the runtime uses.
 
 ``create_sinks([])`` gives the default: stdout JSON lines. A :class:`SinkGroup` publishes to
 every sink and, on close, writes the events an MQTT sink could not deliver into the group's JSONL
@@ -10,7 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,14 +19,9 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from edge.errors import ConfigError, PublishError
 from edge.events import Event
+from edge.plugins import build_registry
 from edge.publish.base import Sink
-from edge.publish.config import (
-    SINK_CONFIG_MODELS,
-    JsonlSinkConfig,
-    MqttSinkConfig,
-    SinkConfig,
-    StdoutSinkConfig,
-)
+from edge.publish.config import SINK_CONFIG_MODELS, SinkConfig
 from edge.publish.jsonl import JsonlSink
 from edge.publish.mqtt import MqttSink
 from edge.publish.stdout import StdoutSink
@@ -37,28 +33,8 @@ SPILL_NAME = "undelivered.jsonl"
 
 _SINK_ADAPTER: TypeAdapter[Any] = TypeAdapter(SinkConfig)
 
-
-def _make_stdout(cfg: BaseModel, device_id: str) -> Sink:
-    assert isinstance(cfg, StdoutSinkConfig)
-    return StdoutSink()
-
-
-def _make_jsonl(cfg: BaseModel, device_id: str) -> Sink:
-    assert isinstance(cfg, JsonlSinkConfig)
-    return JsonlSink(cfg.path, fsync_every=cfg.fsync_every)
-
-
-def _make_mqtt(cfg: BaseModel, device_id: str) -> Sink:
-    assert isinstance(cfg, MqttSinkConfig)
-    return MqttSink(cfg, device_id)
-
-
-#: Sink factories by ``type``.
-SINK_TYPES: dict[str, Callable[[BaseModel, str], Sink]] = {
-    "stdout": _make_stdout,
-    "jsonl": _make_jsonl,
-    "mqtt": _make_mqtt,
-}
+#: Registry: ``type`` key -> sink class (checked against :data:`SinkConfig` at import).
+SINKS: dict[str, type[Sink]] = build_registry([StdoutSink, JsonlSink, MqttSink], SinkConfig, "sink")
 
 
 def parse_sink_config(raw: Mapping[str, Any] | BaseModel) -> BaseModel:
@@ -89,7 +65,7 @@ def parse_sink_config(raw: Mapping[str, Any] | BaseModel) -> BaseModel:
 
 
 def create_sink(cfg: Mapping[str, Any] | BaseModel, *, device_id: str | None = None) -> Sink:
-    """Create the sink a config entry describes (selected by its ``type``).
+    """Create the sink a config entry describes: ``SINKS[cfg.type].from_config(cfg)``.
 
     Args:
         cfg: A sink config model or the raw ``[[sinks]]`` table.
@@ -100,10 +76,10 @@ def create_sink(cfg: Mapping[str, Any] | BaseModel, *, device_id: str | None = N
     """
     model = parse_sink_config(cfg)
     kind = getattr(model, "type", None)
-    factory = SINK_TYPES.get(str(kind))
-    if factory is None:
-        raise ConfigError(f"unknown sink type {kind!r}; valid types: {sorted(SINK_TYPES)}")
-    return factory(model, device_id or socket.gethostname())
+    cls = SINKS.get(str(kind))
+    if cls is None:
+        raise ConfigError(f"unknown sink type {kind!r}; valid types: {sorted(SINKS)}")
+    return cls.from_config(model, device_id or socket.gethostname())
 
 
 def create_sinks(

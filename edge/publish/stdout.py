@@ -10,6 +10,7 @@ from typing import Any, TextIO
 from edge.errors import PublishError
 from edge.events import Event
 from edge.publish.base import Sink
+from edge.publish.config import StdoutSinkConfig
 
 log = logging.getLogger(__name__)
 
@@ -22,6 +23,12 @@ class StdoutSink(Sink):
     """
 
     type = "stdout"
+    config_class = StdoutSinkConfig
+
+    @classmethod
+    def from_config(cls, cfg: StdoutSinkConfig, device_id: str) -> StdoutSink:
+        """Build from a ``[[sinks]]`` table of type ``stdout`` (it has no settings)."""
+        return cls()
 
     def __init__(self, stream: TextIO | None = None) -> None:
         """Create the sink.
