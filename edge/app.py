@@ -307,6 +307,8 @@ class Pipeline:
         faces_buf = np.empty((8, size, size), np.uint8)  # grows once if more faces appear
         gray_buf = np.empty((0, 0), np.uint8)  # BGR -> gray target, reused every frame
         boxes: list[tuple[float, float, float, float]] = []
+        rows: list[int] = []  # per box: its row of this frame's predictions, -1: reused
+        last_probs: dict[tuple[float, float, float, float], np.ndarray] = {}
         hook = self._frame_hook
         # Process CPU time (all threads: OpenCV's worker pool runs parts of detection), read
         # at the same points as the wall clock; costs ~1 us per read.
@@ -360,19 +362,34 @@ class Pipeline:
                 continue
             t2, c2 = perf(), cpu()
             boxes.clear()
+            rows.clear()
             n = 0
             if len(dets) > faces_buf.shape[0]:
                 faces_buf = np.empty((len(dets), size, size), np.uint8)
             for d in dets:
+                if d.still and d.bbox in last_probs:
+                    # Same box, same pixels as when it was classified (Detection.still).
+                    boxes.append(d.bbox)
+                    rows.append(-1)
+                    continue
                 try:
                     faces_buf[n] = crop_face(gray, d.bbox, contract, d.eyes)
                 except ValueError as e:  # a box entirely outside the frame
                     log.debug("frame %d: dropping box %s: %s", frame.index, d.bbox, e)
                     continue
                 boxes.append(d.bbox)
+                rows.append(n)
                 n += 1
             t3, c3 = perf(), cpu()
             probs = clf.predict(faces_buf[:n]) if n else np.empty((0, len(tracker.labels)))
+            if n < len(boxes):
+                probs = np.stack(
+                    [
+                        probs[r] if r >= 0 else last_probs[b]
+                        for r, b in zip(rows, boxes, strict=True)
+                    ]
+                )
+            last_probs = dict(zip(boxes, probs, strict=True))
             t4, c4 = perf(), cpu()
             track_events = tracker.update(boxes, probs, frame.index, frame.timestamp)
             t5, c5 = perf(), cpu()
@@ -380,8 +397,8 @@ class Pipeline:
                 self._publish(group, te, model_ref)
             t6, c6 = perf(), cpu()
             s.processed += 1
-            s.faces += n
-            self._faces_now = n
+            s.faces += len(boxes)
+            self._faces_now = len(boxes)
             self._tracks_now = len(tracker.tracks)
             lat = self.latency
             lat.add("capture", (t1 - t0) * 1e3)

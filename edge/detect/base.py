@@ -33,6 +33,10 @@ class Detection:
         keypoints: Facial landmarks ``((x, y), ...)`` in full-frame pixels, in the order of
             :data:`KEYPOINTS` (BlazeFace: all six; YuNet: the first three; Haar: none, ``()``).
             Eye alignment (:func:`edge.contract.crop_face`) uses the first two.
+        still: The face was not searched for in this frame: nothing changed in its search
+            region since it was last detected, so this is that detection again (see
+            ``still_frames`` in :mod:`edge.detect.scheduler`). Its crop shows the same pixels
+            as then, so the pipeline reuses the classification it got then.
     """
 
     x: float
@@ -41,6 +45,7 @@ class Detection:
     h: float
     score: float = 1.0
     keypoints: tuple[tuple[float, float], ...] = ()
+    still: bool = False
 
     @property
     def bbox(self) -> tuple[float, float, float, float]:
