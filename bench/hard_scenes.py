@@ -165,35 +165,55 @@ def device_answers(events: list[dict[str, Any]], pls: list[Placement], max_misse
 
 
 def detection_scores(per_frame: list, pls: list[Placement]) -> dict[str, Any]:
-    """Recall (all faces and faces >= 80 px) and false positives per 1,000 frames."""
+    """Recall (all faces and faces >= 80 px), false positives per 1,000 frames, and frames
+    from each appearance's first fully visible frame to its first detection (mean, max)."""
     pairs = found = pairs80 = found80 = fp = 0
+    waits: list[int | None] = []
     for p in pls:
-        for f in p.frames:
-            if f >= len(per_frame) or not p.inside(f):
-                continue
-            ok = any(hit(b, p.box(f)) for b in per_frame[f])
-            pairs += 1
-            found += ok
-            if p.side >= 80:
-                pairs80 += 1
-                found80 += ok
+        inside = [f for f in p.frames if f < len(per_frame) and p.inside(f)]
+        oks = [any(hit(b, p.box(f)) for b in per_frame[f]) for f in inside]
+        waits.append(next((inside[k] - inside[0] for k, ok in enumerate(oks) if ok), None))
+        pairs += len(oks)
+        found += sum(oks)
+        if p.side >= 80:
+            pairs80 += len(oks)
+            found80 += sum(oks)
     for f, boxes in enumerate(per_frame):
         visible = [p.box(f) for p in pls if f in p.frames]
         fp += sum(not any(hit(b, t) for t in visible) for b in boxes)
+    found_waits = [w for w in waits if w is not None]
     return {
         "recall": round(found / max(1, pairs), 4),
         "recall_80px": round(found80 / max(1, pairs80), 4),
         "false_pos_per_1000_frames": round(fp * 1000 / max(1, len(per_frame)), 1),
+        "frames_to_first_detection": {
+            "mean": round(float(np.mean(found_waits)), 2) if found_waits else None,
+            "max": max(found_waits) if found_waits else None,
+            "never": len(waits) - len(found_waits),
+        },
     }
 
 
-def run_edge(video: Path, det: dict[str, Any], tmp: Path) -> tuple[list, list, float]:
-    """Per-frame boxes, events and CPU ms per frame of one detector config."""
+def false_tracks(events: list[dict[str, Any]], pls: list[Placement]) -> int:
+    """Published tracks (``start`` events) whose box matches no face visible in that frame:
+    the false faces a user of the device sees (boxes of tentative tracks never published are
+    counted by ``false_pos_per_1000_frames`` only)."""
+    return sum(
+        e["type"] == "start"
+        and not any(e["frame"] in p.frames and hit(e["bbox"], p.box(e["frame"])) for p in pls)
+        for e in events
+    )
+
+
+def run_edge(video: Path, det: dict[str, Any], tmp: Path) -> tuple[list, list, float, int]:
+    """Per-frame boxes, events, CPU ms per frame and detector model runs (BlazeFace; 0 for
+    the OpenCV detectors) of one detector config."""
     ev_path = tmp / "ev.jsonl"
     ev_path.unlink(missing_ok=True)
-    _, per_frame, cpu = run_pipeline(video, det, ev_path)
+    pipe, per_frame, cpu = run_pipeline(video, det, ev_path)
     events = [json.loads(line) for line in ev_path.read_text().splitlines() if line]
-    return per_frame, events, cpu / max(1, len(per_frame)) * 1e3
+    runs = getattr(pipe.finder.detector, "invocations", 0) if pipe.finder else 0
+    return per_frame, events, cpu / max(1, len(per_frame)) * 1e3, runs
 
 
 def run_fer(python: str, video: Path, frames: int, tmp: Path) -> dict[str, Any]:
@@ -230,7 +250,7 @@ def steady(video: Path, tmp: Path) -> dict[str, Any]:
     truths = load_truth(video)
     out = {}
     for name, det in CONFIGS.items():
-        per_frame, _, cpu = run_edge(video, det, tmp)
+        per_frame, _, cpu, _ = run_edge(video, det, tmp)
         found = sum(
             any(hit(b, truths[i % len(truths)]) for b in boxes) for i, boxes in enumerate(per_frame)
         )
@@ -293,10 +313,12 @@ def main() -> None:
                 "configs": {},
             }
             for name, det in CONFIGS.items():
-                per_frame, events, cpu = run_edge(video, det, tmp)
+                per_frame, events, cpu, runs = run_edge(video, det, tmp)
                 answers = device_answers(events, pls, max_missed)
                 r = {
                     **detection_scores(per_frame, pls),
+                    "false_tracks": false_tracks(events, pls),
+                    "detector_runs": runs,
                     "cpu_ms_per_frame": round(cpu, 3),
                     "e2e_accuracy": accuracy(answers, truth),
                     "reported": sum(a is not None for a in answers),

@@ -80,7 +80,7 @@ class _Still:
     """A detection to return again while its search region does not change."""
 
     detection: Detection
-    snapshot: Snapshot | None  # None: first seen in the previous frame, not kept yet
+    snapshot: Snapshot
     reused: int = 0  # frames in a row it was returned without a search
 
 
@@ -125,6 +125,10 @@ class FaceFinder:
         self.still_frames = max(0, int(still_frames)) if motion is not None else 0
         # Followed faces' last real detections, by box, with their region's snapshot.
         self._still: dict[Box, _Still] = {}
+        # Boxes returned by the previous call, and those of them that were also found (or
+        # kept still) in the call before: a lost face forces a full pass only if confirmed.
+        self._prev_boxes: list[Box] = []
+        self._confirmed: set[Box] = set()
         self._since_full = 0
         self._force_full = True  # the first frame always gets a full detection
         #: Frames with a full-frame pass.
@@ -203,7 +207,7 @@ class FaceFinder:
         """The followed face's last detection, marked still, when its search region has not
         changed since then and it was not returned without a search too often in a row."""
         entry = self._still.get(box)
-        if entry is None or entry.snapshot is None or entry.reused >= self.still_frames:
+        if entry is None or entry.reused >= self.still_frames:
             return None
         assert self.motion is not None
         if self.motion.changed(entry.snapshot) > STILL_CHANGE:
@@ -214,10 +218,29 @@ class FaceFinder:
         return entry.detection
 
     def _remember(self, found: list[Detection], fw: int, fh: int) -> list[Detection]:
-        """Keep this frame's detections with a snapshot of their search region (a still one
-        keeps its old snapshot: the comparison is always with the detection frame)."""
-        if not self.still_frames:
-            return found
+        """Note which of this frame's detections were also found in the previous frame, and
+        keep those with a snapshot of their search region (a still one keeps its old snapshot:
+        the comparison is always with the detection frame)."""
+        prev, self._prev_boxes = self._prev_boxes, [d.bbox for d in found]
+        old, self._still = self._still, {}
+        self._confirmed = set()
+        for d in found:
+            # A face seen once only (a full pass's textured wall, gone in the next region
+            # search) is not kept without a search, nor worth a full pass when it is lost.
+            if not d.still and not any(iou(d.bbox, b) >= _SAME_FACE_IOU for b in prev):
+                continue
+            self._confirmed.add(d.bbox)
+            if not self.still_frames:
+                continue
+            entry = old.get(d.bbox)
+            if d.still and entry is not None:
+                self._still[d.bbox] = entry
+                continue
+            assert self.motion is not None
+            snap = self.motion.snapshot(self._roi(d.bbox, self.roi_scale, fw, fh))
+            if snap is not None:
+                self._still[d.bbox] = _Still(d, snap)
+        return found
         assert self.motion is not None
         old, self._still = self._still, {}
         for d in found:
@@ -247,8 +270,11 @@ class FaceFinder:
             # region at the full-frame scale before giving the face up for this frame.
             self.roi_retries += 1
             hits = self.detector.detect(gray, roi, face_side=side, roi_face_px=0)
-        if not hits and force_full:
+        if not hits and force_full and box in self._confirmed:
             # The face left its region (fast motion, or gone): look everywhere next frame.
+            # Not for a box seen in one frame only: a false positive of a full pass that its
+            # region search does not confirm would otherwise get a full pass every other
+            # frame, each finding it again (measured: bench/hard_scenes.py hard-long).
             self._force_full = True
         return hits
 
