@@ -229,8 +229,9 @@ class BlazeFaceConfig(DetectorCommon):
         le=1.0,
         description="Drop boxes taller than this fraction of the frame (1: none). At the "
         "whole-frame scale a textured wall can pass for a face of 80-90 % of the frame height; "
-        "0.75 removed most such boxes on the hard-long scene but cost some recall "
-        "(docs/PERFORMANCE.md).",
+        "0.75 removed most such boxes on the hard-long scene but cost some recall; a box of "
+        "half the frame height or more must score 0.75 anyway, which removed them all "
+        "without (docs/PERFORMANCE.md).",
     )
     interpreter_threads: int = Field(
         1, ge=1, le=64, description="TFLite interpreter threads for the detector."
