@@ -151,11 +151,18 @@ def _matches(box: Any, p: Placement, frame: int) -> bool:
 
 
 def device_answers(events: list[dict[str, Any]], pls: list[Placement], max_missed: int) -> list:
-    """The device's last reported emotion for each appearance (``None``: never reported)."""
+    """The device's last reported emotion for each appearance (``None``: never reported).
+
+    Events while the face is visible count, and after it left only ``end`` events (up to
+    ``max_missed + 1`` frames later, when a track ends): an ``end`` carries the track's belief
+    at its last detection, while any other event after the face left was caused by a detection
+    of something else (the next face at the same place taking over the track)."""
     out = []
     for p in pls:
         last = None
         for e in events:
+            if e["frame"] >= p.frames.stop and e["type"] != "end":
+                continue
             if p.frames.start <= e["frame"] <= p.frames.stop + max_missed + 1 and _matches(
                 e["bbox"], p, e["frame"]
             ):

@@ -308,7 +308,6 @@ class Pipeline:
         gray_buf = np.empty((0, 0), np.uint8)  # BGR -> gray target, reused every frame
         boxes: list[tuple[float, float, float, float]] = []
         rows: list[int] = []  # per box: its row of this frame's predictions, -1: reused
-        last_probs: dict[tuple[float, float, float, float], np.ndarray] = {}
         hook = self._frame_hook
         # Process CPU time (all threads: OpenCV's worker pool runs parts of detection), read
         # at the same points as the wall clock; costs ~1 us per read.
@@ -366,9 +365,12 @@ class Pipeline:
             n = 0
             if len(dets) > faces_buf.shape[0]:
                 faces_buf = np.empty((len(dets), size, size), np.uint8)
+            # A still face (Detection.still) shows the same pixels as when it was last
+            # classified: no new evidence, so it is observed with its track's own belief
+            # (the smoothed probabilities stay as they are) instead of being classified again.
+            beliefs = {t.bbox: t.probs for t in tracker.tracks if t.missed == 0}
             for d in dets:
-                if d.still and d.bbox in last_probs:
-                    # Same box, same pixels as when it was classified (Detection.still).
+                if d.still and d.bbox in beliefs:
                     boxes.append(d.bbox)
                     rows.append(-1)
                     continue
@@ -384,12 +386,8 @@ class Pipeline:
             probs = clf.predict(faces_buf[:n]) if n else np.empty((0, len(tracker.labels)))
             if n < len(boxes):
                 probs = np.stack(
-                    [
-                        probs[r] if r >= 0 else last_probs[b]
-                        for r, b in zip(rows, boxes, strict=True)
-                    ]
+                    [probs[r] if r >= 0 else beliefs[b] for r, b in zip(rows, boxes, strict=True)]
                 )
-            last_probs = dict(zip(boxes, probs, strict=True))
             t4, c4 = perf(), cpu()
             track_events = tracker.update(boxes, probs, frame.index, frame.timestamp)
             t5, c5 = perf(), cpu()

@@ -36,7 +36,7 @@ class Detection:
         still: The face was not searched for in this frame: nothing changed in its search
             region since it was last detected, so this is that detection again (see
             ``still_frames`` in :mod:`edge.detect.scheduler`). Its crop shows the same pixels
-            as then, so the pipeline reuses the classification it got then.
+            as then, so the pipeline does not classify it again: the track keeps its belief.
     """
 
     x: float

@@ -394,12 +394,13 @@ class BlazeFaceDetector(FaceDetector):
         out = []
         for box, score, kp in weighted_nms(boxes, scores, kps, self.nms_threshold):
             x0, y0, x1, y1 = ((box * s) - (px, py, px, py)) * inv
-            side = max(x1 - x0, y1 - y0) * self.box_scale
+            own = max(x1 - x0, y1 - y0)
+            side = own * self.box_scale
             if side < min_side or (max_side and side > max_side):
                 continue
             # BlazeFace's box sits lower on the face than a Haar box (it starts at the brows):
             # move it up so the classifier's crop frames the face as it was tuned on Haar.
-            bcx, bcy = (x0 + x1) / 2.0, (y0 + y1) / 2.0 - self.variant.box_shift * side
+            bcx, bcy = (x0 + x1) / 2.0, (y0 + y1) / 2.0 - self.variant.box_shift * own
             k = (kp * s - (px, py)) * inv
             out.append(
                 Detection(
@@ -425,11 +426,13 @@ LARGE_FACE = 0.5
 #: Minimum score of a box of at least :data:`LARGE_FACE` of the frame's height.
 LARGE_FACE_SCORE = 0.75
 
-#: Side of the reported square box as a multiple of BlazeFace's own larger side. Measured
-#: against OpenCV's Haar box on the same faces: 1.07x (short) and 1.18x (full) the Haar side on
-#: the bundled astronaut sample, 0.86x / 0.92x on FER2013 crops pasted into a frame (a tight crop
-#: has no forehead or ears to frame); 1.0 keeps the crop between the two. The centre sat 0.11
-#: (short) and 0.055 (full) of the side below Haar's in both: that is ``Variant.box_shift``.
+#: Side of the reported square box as a multiple of BlazeFace's own larger side (scaled about
+#: its centre after ``Variant.box_shift``). Measured against OpenCV's Haar box on the same
+#: faces: 1.07x (short) and 1.18x (full) the Haar side on the bundled astronaut sample, 0.86x /
+#: 0.92x on FER2013 crops pasted into a frame (a tight crop has no forehead or ears to frame);
+#: 1.0 keeps the crop between the two. The centre sat 0.11 (short) and 0.055 (full) of the side
+#: below Haar's in both: that is ``Variant.box_shift``. A tighter box (0.85) classified pasted
+#: FER2013 and CK+48 faces better but is not the default yet (docs/PERFORMANCE.md).
 BOX_SCALE = 1.0
 
 

@@ -106,8 +106,8 @@ class DetectorCommon(BaseModel):
         le=1000,
         description="motion_gate: a followed face whose search region has not changed since "
         "it was last detected (same rule as the motion detector, compared with that frame) "
-        "keeps its box without a search, and its classification, for up to N frames in a "
-        "row; then it is searched again. A face that moves, turns or changes expression "
+        "keeps its box without a search, and is not classified again (its track keeps its "
+        "belief), for up to N frames in a row; then it is searched again. A face that moves, turns or changes expression "
         "changes its region and is searched at once (0: search every frame).",
     )
     roi_scale: float = Field(
