@@ -74,6 +74,13 @@ CONFIGS: dict[str, dict[str, Any]] = {
     "haar, periodic every 5": {"type": "haar", "motion_gate": False, "detect_every": 5},
     "haar + gate (default before)": {"type": "haar", **_GATE},
     "blazeface short + gate": {"type": "blazeface", "variant": "short", **_GATE, "align": "none"},
+    "blazeface short + gate, still_frames 0": {
+        "type": "blazeface",
+        "variant": "short",
+        **_GATE,
+        "align": "none",
+        "still_frames": 0,
+    },
     "blazeface short + gate, eyes": {"type": "blazeface", "variant": "short", **_GATE},
     "blazeface short every frame": {"type": "blazeface", "variant": "short", **_EVERY},
     "blazeface short every frame, eyes": {"type": "blazeface", "variant": "short", **_EVERY},

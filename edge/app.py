@@ -304,6 +304,7 @@ class Pipeline:
         cfg = self.cfg
         s = self.summary
         size = contract.size
+        crop_box = finder.detector.crop_box  # the box framing the classifier expects
         faces_buf = np.empty((8, size, size), np.uint8)  # grows once if more faces appear
         gray_buf = np.empty((0, 0), np.uint8)  # BGR -> gray target, reused every frame
         boxes: list[tuple[float, float, float, float]] = []
@@ -375,7 +376,7 @@ class Pipeline:
                     rows.append(-1)
                     continue
                 try:
-                    faces_buf[n] = crop_face(gray, d.bbox, contract, d.eyes)
+                    faces_buf[n] = crop_face(gray, crop_box(d), contract, d.eyes)
                 except ValueError as e:  # a box entirely outside the frame
                     log.debug("frame %d: dropping box %s: %s", frame.index, d.bbox, e)
                     continue
