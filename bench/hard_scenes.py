@@ -72,7 +72,8 @@ _GATE = {"motion_gate": True}
 _EVERY = {"motion_gate": False, "detect_every": 1}
 CONFIGS: dict[str, dict[str, Any]] = {
     "haar, periodic every 5": {"type": "haar", "motion_gate": False, "detect_every": 5},
-    "haar + gate (default before)": {"type": "haar", **_GATE},
+    "haar + gate, still_frames 0": {"type": "haar", **_GATE, "still_frames": 0},
+    "haar + gate": {"type": "haar", **_GATE},
     "blazeface short + gate": {"type": "blazeface", "variant": "short", **_GATE, "align": "none"},
     "blazeface short + gate, still_frames 0": {
         "type": "blazeface",
