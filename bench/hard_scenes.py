@@ -51,7 +51,7 @@ sys.path[:0] = [str(REPO), str(REPO / "bench")]
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 from benchvideo import hit, load_truth  # noqa: E402
-from recall_scene import run_pipeline  # noqa: E402
+from recall_scene import run_pipeline, select_configs  # noqa: E402
 
 from edge.config import load_config  # noqa: E402
 from edge.testing.facevideo import REALISTIC, Camera, Placement, render, write_video  # noqa: E402
@@ -294,11 +294,7 @@ def main() -> None:
     ap.add_argument("--write", type=Path, metavar="DIR", help="keep the scene videos here")
     ap.add_argument("--json", type=Path, help="write the results here")
     args = ap.parse_args()
-    if args.configs:
-        keep = set(args.configs.split(";"))
-        for name in list(CONFIGS):
-            if name not in keep:
-                del CONFIGS[name]
+    select_configs(ap, CONFIGS, args.configs)
     faces, labels = ck_faces(args.ckplus, args.faces)
     result: dict[str, Any] = {
         "command": " ".join(["python3", "bench/hard_scenes.py", *sys.argv[1:]]),

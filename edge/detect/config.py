@@ -122,7 +122,11 @@ class DetectorCommon(BaseModel):
         "the MQTT client while spreading a full-frame pass over two cores.",
     )
     align: Literal["model", "eyes", "none"] = Field(
-        "model",
+        # eyes: with BlazeFace's crop_scale the reported emotion was right for 19 vs 15 of 28
+        # faces (hard scene), 62 vs 61 of 90 (hard-long), 16 vs 15 of 22 (posed) against
+        # 'none' (the bundled models' contract), at +0.0-0.1 ms per frame
+        # (docs/PERFORMANCE.md, bench/hard_scenes.py).
+        "eyes",
         description="Rotate each face crop about the eye midpoint so the eyes are level before "
         "classifying: 'model' does what the model's preprocessing contract says (its 'align' "
         "key; models without the key: none), 'eyes' or 'none' override it. Needs a detector "
