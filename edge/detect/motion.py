@@ -201,10 +201,8 @@ class MotionDetector:
         cv2.subtract(self._lo, norm, dst=self._down)
         cv2.max(self._up, self._down, dst=self._up)
         cv2.threshold(self._up, self.threshold, 255, cv2.THRESH_BINARY, dst=self._mask)
-        sx, sy = sw / float(fw), sh / float(fh)
-        for x, y, w, h in ignore:
-            x0, y0 = max(0, int(x * sx)), max(0, int(y * sy))
-            x1, y1 = min(sw, math.ceil((x + w) * sx)), min(sh, math.ceil((y + h) * sy))
+        for box in ignore:
+            x0, y0, x1, y1 = self._small_box(box)
             if x1 > x0 and y1 > y0:
                 self._mask[y0:y1, x0:x1] = 0
         self._swap(median)

@@ -241,23 +241,6 @@ class FaceFinder:
             if snap is not None:
                 self._still[d.bbox] = _Still(d, snap)
         return found
-        assert self.motion is not None
-        old, self._still = self._still, {}
-        for d in found:
-            prev = old.get(d.bbox)
-            if d.still and prev is not None:
-                self._still[d.bbox] = prev
-                continue
-            # Only a face found again where it was in the previous frame is kept without a
-            # search: a one-frame false positive (a textured wall in a full pass, gone in the
-            # next region search) must not be repeated for still_frames frames.
-            if not any(iou(d.bbox, b) >= _SAME_FACE_IOU for b in old):
-                self._still[d.bbox] = _Still(d, None)
-                continue
-            snap = self.motion.snapshot(self._roi(d.bbox, self.roi_scale, fw, fh))
-            if snap is not None:
-                self._still[d.bbox] = _Still(d, snap)
-        return found
 
     def _search_region(
         self, gray: np.ndarray, box: Box, fw: int, fh: int, *, force_full: bool = True
