@@ -63,8 +63,27 @@ CONFIGS: dict[str, dict[str, Any]] = {
     "periodic every 15": {"motion_gate": False, "detect_every": 15},
     "motion gate, full_every 30": {"motion_gate": True, "full_every": 30},
     "motion gate, full_every 60": {"motion_gate": True, "full_every": 60},
+    "motion gate, full_every 30, still_frames 0": {
+        "motion_gate": True,
+        "full_every": 30,
+        "still_frames": 0,
+    },
     "full pass every frame": {"motion_gate": False, "detect_every": 1},
 }
+
+
+def select_configs(ap: argparse.ArgumentParser, configs: dict[str, Any], names: str | None) -> None:
+    """Keep only the configs named in ``names`` (semicolon-separated; ``None``: all); an
+    unknown name is a usage error (exit 2) listing the valid ones."""
+    if not names:
+        return
+    keep = names.split(";")
+    unknown = [n for n in keep if n not in configs]
+    if unknown:
+        ap.error(f"unknown config {unknown[0]!r}; valid: {'; '.join(configs)}")
+    for name in list(configs):
+        if name not in keep:
+            del configs[name]
 
 
 def staggered(idx: list[int]) -> list[Placement]:
@@ -186,7 +205,9 @@ def main() -> None:
     )
     ap.add_argument("--scenes", default="staggered,walk-in,pan,empty", help="comma-separated")
     ap.add_argument("--cameras", default="clean,realistic", help="comma-separated")
+    ap.add_argument("--configs", help="semicolon-separated subset of the config names")
     args = ap.parse_args()
+    select_configs(ap, CONFIGS, args.configs)
     if args.write_empty:
         args.write_empty.parent.mkdir(parents=True, exist_ok=True)
         write_video(args.write_empty, render([], [], 300, BENCH_CAMERA))

@@ -304,9 +304,11 @@ class Pipeline:
         cfg = self.cfg
         s = self.summary
         size = contract.size
+        crop_box = finder.detector.crop_box  # the box framing the classifier expects
         faces_buf = np.empty((8, size, size), np.uint8)  # grows once if more faces appear
         gray_buf = np.empty((0, 0), np.uint8)  # BGR -> gray target, reused every frame
         boxes: list[tuple[float, float, float, float]] = []
+        rows: list[int] = []  # per box: its row of this frame's predictions, -1: reused
         hook = self._frame_hook
         # Process CPU time (all threads: OpenCV's worker pool runs parts of detection), read
         # at the same points as the wall clock; costs ~1 us per read.
@@ -360,19 +362,33 @@ class Pipeline:
                 continue
             t2, c2 = perf(), cpu()
             boxes.clear()
+            rows.clear()
             n = 0
             if len(dets) > faces_buf.shape[0]:
                 faces_buf = np.empty((len(dets), size, size), np.uint8)
+            # A still face (Detection.still) shows the same pixels as when it was last
+            # classified: no new evidence, so it is observed with its track's own belief
+            # (the smoothed probabilities stay as they are) instead of being classified again.
+            beliefs = {t.bbox: t.probs for t in tracker.tracks if t.missed == 0}
             for d in dets:
+                if d.still and d.bbox in beliefs:
+                    boxes.append(d.bbox)
+                    rows.append(-1)
+                    continue
                 try:
-                    faces_buf[n] = crop_face(gray, d.bbox, contract, d.eyes)
+                    faces_buf[n] = crop_face(gray, crop_box(d), contract, d.eyes)
                 except ValueError as e:  # a box entirely outside the frame
                     log.debug("frame %d: dropping box %s: %s", frame.index, d.bbox, e)
                     continue
                 boxes.append(d.bbox)
+                rows.append(n)
                 n += 1
             t3, c3 = perf(), cpu()
             probs = clf.predict(faces_buf[:n]) if n else np.empty((0, len(tracker.labels)))
+            if n < len(boxes):
+                probs = np.stack(
+                    [probs[r] if r >= 0 else beliefs[b] for r, b in zip(rows, boxes, strict=True)]
+                )
             t4, c4 = perf(), cpu()
             track_events = tracker.update(boxes, probs, frame.index, frame.timestamp)
             t5, c5 = perf(), cpu()
@@ -380,8 +396,8 @@ class Pipeline:
                 self._publish(group, te, model_ref)
             t6, c6 = perf(), cpu()
             s.processed += 1
-            s.faces += n
-            self._faces_now = n
+            s.faces += len(boxes)
+            self._faces_now = len(boxes)
             self._tracks_now = len(tracker.tracks)
             lat = self.latency
             lat.add("capture", (t1 - t0) * 1e3)

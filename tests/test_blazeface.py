@@ -3,6 +3,7 @@ the bundled sample video; eye alignment; detector config errors; bad model files
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from pathlib import Path
@@ -14,11 +15,17 @@ import pytest
 from edge.cli import main
 from edge.config import load_config, validate_config
 from edge.contract import PreprocessContract, crop_face, eye_angle
-from edge.detect import BlazeFaceDetector, HaarDetector, create_detector, create_finder
-from edge.detect.blazeface import VARIANTS, bundled_model_path, ssd_anchors
+from edge.detect import BlazeFaceDetector, Detection, HaarDetector, create_detector, create_finder
+from edge.detect.blazeface import (
+    LARGE_FACE,
+    LARGE_FACE_SCORE,
+    VARIANTS,
+    bundled_model_path,
+    ssd_anchors,
+)
 from edge.detect.config import detector_config
 from edge.errors import ConfigError, DetectorError, ModelError
-from edge.testing.facevideo import blank, place
+from edge.testing.facevideo import blank, place, room
 from edge.track import iou
 
 X, Y = 220, 110  # where the pasted face's box starts
@@ -334,3 +341,50 @@ def test_max_face_drops_boxes_taller_than_the_limit(ck_faces: list[np.ndarray]) 
     assert any(d.h > 200 for d in BlazeFaceDetector("short").detect(c))
     capped = BlazeFaceDetector("short", max_face=0.4)  # 0.4 x 480 = 192 px
     assert capped.detect(c) == [] and capped.detect(c, (100, 0, 400, 400)) == []
+
+
+def test_large_boxes_need_a_high_score(
+    ck_faces: list[np.ndarray], short: BlazeFaceDetector
+) -> None:
+    # Real faces filling half the frame or more score high (the model sees them at full
+    # resolution), so they pass; a large box with the score of hard-long's wall pattern
+    # (0.60-0.69) does not, a small one with that score does.
+    for k, side in enumerate((300, 340, 380, 420, 470)):
+        c = room(k)
+        place(c, ck_faces[k], (640 - side) // 2, (480 - side) // 2, side)
+        big = [d for d in short.detect(c) if d.h >= LARGE_FACE * 480]
+        assert len(big) == 1 and big[0].score >= LARGE_FACE_SCORE, (side, big)
+    wall = Detection(100, 0, 300, 300, 0.65)
+    assert not short._plausible(wall, 480)
+    assert short._plausible(dataclasses.replace(wall, score=0.9), 480)
+    assert short._plausible(Detection(100, 0, 200, 200, 0.65), 480)
+
+
+def test_classifier_crop_frames_a_face_as_fer2013_does(
+    fer_slice_csv: Path, short: BlazeFaceDetector
+) -> None:
+    # FER2013 faces pasted into a textured room: the classifier's crop (crop_box widened by the
+    # contract's margin) is about the original 48x48 crop, as the classifier was trained on.
+    # With the whole box (crop_scale 1) it was 1.13x (median over 579 PublicTest faces).
+    from edge.contract import DEFAULT_CONTRACT, square_box
+    from edge.testing.facevideo import load_fer_faces
+
+    ratios = []
+    for k, face in enumerate(load_fer_faces(fer_slice_csv, 40)):
+        side = 100 + 4 * k
+        c = room(k)
+        place(c, face, 200, 100, side)
+        roi = (200 - side // 2, 100 - side // 2, 2 * side, 2 * side)
+        hits = [
+            d
+            for d in short.detect(c, roi, face_side=side)
+            if iou(d.bbox, (200, 100, side, side)) > 0.3
+        ]
+        if hits:
+            crop = square_box(short.crop_box(hits[0]), DEFAULT_CONTRACT.crop_margin, 640, 480)
+            ratios.append(crop[2] / side)
+    assert len(ratios) >= 30
+    assert 0.9 < float(np.median(ratios)) < 1.05, np.median(ratios)
+    d = Detection(10, 20, 100, 100)
+    assert short.crop_box(d) == (17.5, 27.5, 85.0, 85.0)
+    assert HaarDetector().crop_box(d) == d.bbox

@@ -75,6 +75,7 @@ def create_finder(cfg: Any, detector: FaceDetector | None = None) -> FaceFinder:
         motion=motion,
         full_every=cfg.full_every,
         motion_full_area=cfg.motion_full_area,
+        still_frames=cfg.still_frames,
     )
 
 

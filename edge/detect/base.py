@@ -33,6 +33,10 @@ class Detection:
         keypoints: Facial landmarks ``((x, y), ...)`` in full-frame pixels, in the order of
             :data:`KEYPOINTS` (BlazeFace: all six; YuNet: the first three; Haar: none, ``()``).
             Eye alignment (:func:`edge.contract.crop_face`) uses the first two.
+        still: The face was not searched for in this frame: nothing changed in its search
+            region since it was last detected, so this is that detection again (see
+            ``still_frames`` in :mod:`edge.detect.scheduler`). Its crop shows the same pixels
+            as then, so the pipeline does not classify it again: the track keeps its belief.
     """
 
     x: float
@@ -41,6 +45,7 @@ class Detection:
     h: float
     score: float = 1.0
     keypoints: tuple[tuple[float, float], ...] = ()
+    still: bool = False
 
     @property
     def bbox(self) -> tuple[float, float, float, float]:
@@ -97,6 +102,10 @@ class FaceDetector(ABC):
 
     #: Registry key (``haar``, ``yunet``, ``blazeface``).
     type: ClassVar[str] = ""
+    #: The classifier's crop is taken around each box scaled by this about its centre (then
+    #: widened by the model contract's ``crop_margin``): how this detector's box must be
+    #: framed to match the faces the classifier was trained on (see :meth:`crop_box`).
+    crop_scale: ClassVar[float] = 1.0
     #: Whether a full-frame pass finds every face a region search would (true for the OpenCV
     #: detectors, which search the downscaled frame at every scale; false for BlazeFace, whose
     #: small input makes small faces too small in a full pass). The scheduler searches the
@@ -112,6 +121,14 @@ class FaceDetector(ABC):
         # One growable scratch buffer for every downscaled image (full frame or region): region
         # sizes change every frame, so per-shape buffers would mean an allocation per frame.
         self._scratch = np.empty(0, np.uint8)
+
+    def crop_box(self, d: Detection) -> tuple[float, float, float, float]:
+        """The box the classifier's crop is cut around: ``d``'s box scaled by
+        :attr:`crop_scale` about its centre (the box itself when the scale is 1)."""
+        if self.crop_scale == 1.0:
+            return d.bbox
+        k = self.crop_scale
+        return (d.x + d.w * (1 - k) / 2, d.y + d.h * (1 - k) / 2, d.w * k, d.h * k)
 
     @classmethod
     @abstractmethod

@@ -220,7 +220,8 @@ class BlazeFaceDetector(FaceDetector):
             whole-frame scale the short-range model can take a textured wall for a face of
             80-90 % of the frame height (score 0.65 on bench/hard_scenes.py's hard-long scene).
             Measured there: 0.75 cuts false positives from 12.2 to 3.9 per 1000 frames but
-            also recall from 1.000 to 0.989, so it is off by default.
+            also recall from 1.000 to 0.989, so it is off by default; the score rule for
+            large boxes (:data:`LARGE_FACE`) removes all of them without losing recall.
         num_threads: Interpreter threads.
         runtime: Force a TFLite runtime (default: ai-edge-litert, then tflite-runtime).
 
@@ -231,6 +232,15 @@ class BlazeFaceDetector(FaceDetector):
 
     type = "blazeface"
     full_pass_finds_all = False
+    #: The classifier's crop is cut around 0.85 of the box: with the whole box (widened by the
+    #: contract's crop_margin) it was 1.13x (median) the original crop of FER2013 PublicTest
+    #: faces pasted into frames and 1.09x that of CK+48 faces, and a tighter crop classified
+    #: better: 579 FER2013 PublicTest faces (90-240 px on textured rooms) 64.9 % at 1.0,
+    #: 68.4 % at 0.85 (65.6-66.7 % at 0.75, 0.8, 0.88); 309 CK+48 faces (also rolled
+    #: -20..+20 degrees) 68.3 % at 1.0, 73.1 % at 0.85 (70.2-75.1 %); the original 48x48
+    #: crops themselves 67.4 % and 73.8 % (docs/PERFORMANCE.md). The box itself (events,
+    #: tracking, region searches) keeps framing the head as a Haar box does.
+    crop_scale = 0.85
 
     def __init__(
         self,
@@ -324,9 +334,10 @@ class BlazeFaceDetector(FaceDetector):
                     min(fh, round(cy + need / 2)) - y0,
                 )
         h, w = gray.shape[:2]
-        limit = self.max_face * h
         found = [
-            d for d in super().detect(gray, roi, face_side, roi_face_px=roi_face_px) if d.h <= limit
+            d
+            for d in super().detect(gray, roi, face_side, roi_face_px=roi_face_px)
+            if self._plausible(d, h)
         ]
         if roi is not None or self.tiles < 2:
             return found
@@ -336,6 +347,8 @@ class BlazeFaceDetector(FaceDetector):
                 x = round(i * (w - tw) / (self.tiles - 1))
                 y = round(j * (h - th) / (self.tiles - 1))
                 for d in super().detect(gray, (x, y, tw, th)):
+                    if not self._plausible(d, h):
+                        continue
                     # The same face seen whole in the frame and in a tile, or in two tiles:
                     # keep the higher-scoring box.
                     same = [k for k, f in enumerate(found) if iou(f.bbox, d.bbox) > 0.3]
@@ -344,6 +357,13 @@ class BlazeFaceDetector(FaceDetector):
                     elif d.score > found[same[0]].score:
                         found[same[0]] = d
         return found
+
+    def _plausible(self, d: Detection, frame_h: int) -> bool:
+        """Not taller than ``max_face``, and a box of at least :data:`LARGE_FACE` of the
+        frame's height scores at least :data:`LARGE_FACE_SCORE`."""
+        if d.h > self.max_face * frame_h:
+            return False
+        return d.h < LARGE_FACE * frame_h or d.score >= LARGE_FACE_SCORE
 
     def _detect(self, small: np.ndarray, min_side: int, max_side: int = 0) -> list[Detection]:
         import cv2
@@ -383,12 +403,13 @@ class BlazeFaceDetector(FaceDetector):
         out = []
         for box, score, kp in weighted_nms(boxes, scores, kps, self.nms_threshold):
             x0, y0, x1, y1 = ((box * s) - (px, py, px, py)) * inv
-            side = max(x1 - x0, y1 - y0) * self.box_scale
+            own = max(x1 - x0, y1 - y0)
+            side = own * self.box_scale
             if side < min_side or (max_side and side > max_side):
                 continue
             # BlazeFace's box sits lower on the face than a Haar box (it starts at the brows):
             # move it up so the classifier's crop frames the face as it was tuned on Haar.
-            bcx, bcy = (x0 + x1) / 2.0, (y0 + y1) / 2.0 - self.variant.box_shift * side
+            bcx, bcy = (x0 + x1) / 2.0, (y0 + y1) / 2.0 - self.variant.box_shift * own
             k = (kp * s - (px, py)) * inv
             out.append(
                 Detection(
@@ -403,11 +424,24 @@ class BlazeFaceDetector(FaceDetector):
         return out
 
 
-#: Side of the reported square box as a multiple of BlazeFace's own larger side. Measured
-#: against OpenCV's Haar box on the same faces: 1.07x (short) and 1.18x (full) the Haar side on
-#: the bundled astronaut sample, 0.86x / 0.92x on FER2013 crops pasted into a frame (a tight crop
-#: has no forehead or ears to frame); 1.0 keeps the crop between the two. The centre sat 0.11
-#: (short) and 0.055 (full) of the side below Haar's in both: that is ``Variant.box_shift``.
+#: A box at least this fraction of the frame's height must score :data:`LARGE_FACE_SCORE`.
+#: A real face that large fills the model input and scores high: CK+48 faces pasted at 200-470
+#: px (upscaled from 48 px, so blurrier than a real close face) on a plain and a textured
+#: background scored 0.83-0.95 in a full pass (50 each), while the short-range model's false
+#: positives on bench/hard_scenes.py's hard-long scene, a textured wall taken for a face of
+#: 0.5-0.97 of the frame height, score 0.60-0.69. Smaller boxes keep ``score_threshold``: a
+#: small real face in a full pass scores 0.44-0.7.
+LARGE_FACE = 0.5
+#: Minimum score of a box of at least :data:`LARGE_FACE` of the frame's height.
+LARGE_FACE_SCORE = 0.75
+
+#: Side of the reported square box as a multiple of BlazeFace's own larger side (scaled about
+#: its centre after ``Variant.box_shift``). Measured against OpenCV's Haar box on the same
+#: faces: 1.07x (short) and 1.18x (full) the Haar side on the bundled astronaut sample, 0.86x /
+#: 0.92x on FER2013 crops pasted into a frame (a tight crop has no forehead or ears to frame);
+#: 1.0 keeps the box between the two. The centre sat 0.11 (short) and 0.055 (full) of the side
+#: below Haar's in both: that is ``Variant.box_shift``. The classifier's crop is tighter
+#: (:attr:`BlazeFaceDetector.crop_scale`).
 BOX_SCALE = 1.0
 
 

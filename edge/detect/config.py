@@ -98,6 +98,18 @@ class DetectorCommon(BaseModel):
         description="motion_gate: when the changed regions, expanded to fit a face, cover this "
         "fraction of the frame, one full-frame pass runs instead of searching them.",
     )
+    still_frames: int = Field(
+        # 8: on bench/hard_scenes.py's hard scene 2148 -> 604 detector runs and 4.5 -> 2.1 ms
+        # per frame with the same recall, boxes and end-to-end accuracy (docs/PERFORMANCE.md).
+        8,
+        ge=0,
+        le=1000,
+        description="motion_gate: a followed face whose search region has not changed since "
+        "it was last detected (same rule as the motion detector, compared with that frame) "
+        "keeps its box without a search, and is not classified again (its track keeps its "
+        "belief), for up to N frames in a row; then it is searched again. A face that moves, turns or changes expression "
+        "changes its region and is searched at once (0: search every frame).",
+    )
     roi_scale: float = Field(
         1.6, ge=1.2, le=6.0, description="Re-detection region side as a multiple of the face box."
     )
@@ -110,7 +122,11 @@ class DetectorCommon(BaseModel):
         "the MQTT client while spreading a full-frame pass over two cores.",
     )
     align: Literal["model", "eyes", "none"] = Field(
-        "model",
+        # eyes: with BlazeFace's crop_scale the reported emotion was right for 19 vs 15 of 28
+        # faces (hard scene), 62 vs 61 of 90 (hard-long), 16 vs 15 of 22 (posed) against
+        # 'none' (the bundled models' contract), at +0.0-0.1 ms per frame
+        # (docs/PERFORMANCE.md, bench/hard_scenes.py).
+        "eyes",
         description="Rotate each face crop about the eye midpoint so the eyes are level before "
         "classifying: 'model' does what the model's preprocessing contract says (its 'align' "
         "key; models without the key: none), 'eyes' or 'none' override it. Needs a detector "
@@ -217,8 +233,9 @@ class BlazeFaceConfig(DetectorCommon):
         le=1.0,
         description="Drop boxes taller than this fraction of the frame (1: none). At the "
         "whole-frame scale a textured wall can pass for a face of 80-90 % of the frame height; "
-        "0.75 removed most such boxes on the hard-long scene but cost some recall "
-        "(docs/PERFORMANCE.md).",
+        "0.75 removed most such boxes on the hard-long scene but cost some recall; a box of "
+        "half the frame height or more must score 0.75 anyway, which removed them all "
+        "without (docs/PERFORMANCE.md).",
     )
     interpreter_threads: int = Field(
         1, ge=1, le=64, description="TFLite interpreter threads for the detector."

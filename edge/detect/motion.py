@@ -29,6 +29,13 @@ moved) is seen in one frame only, and slow drifts (exposure, daylight) are never
 slower than the tolerance per frame (a person creeping in at < 4 px per frame at 640 wide) is not
 seen either; :class:`~edge.detect.scheduler.FaceFinder` keeps a periodic full pass for that.
 
+:meth:`MotionDetector.snapshot` and :meth:`MotionDetector.changed` compare one region of the
+current frame with the same region of an *earlier* frame (the frame a followed face was last
+detected in) by the same rule (brightness normalised by the two frames' medians, one-pixel
+tolerance, ``threshold``): :class:`~edge.detect.scheduler.FaceFinder` keeps a still face's box
+without searching its region again. Because the reference is the detection frame, not the
+previous frame, slow movement adds up until it shows.
+
 Every buffer is allocated once per frame size; the per-frame work allocates only the small
 outputs of OpenCV's histogram and connected-components calls (a few hundred bytes), and the
 latter only on frames with motion.
@@ -69,6 +76,27 @@ class Motion:
     area: float
     regions: tuple[tuple[int, int, int, int], ...]
     gain: float = 1.0
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """One region of one frame's downscale, kept to tell later whether it changed.
+
+    Attributes:
+        x0: Left edge in downscale pixels.
+        y0: Top edge.
+        hi: Brightest value of each pixel's 3x3 neighbourhood (the one-pixel tolerance).
+        lo: Darkest value of each pixel's 3x3 neighbourhood.
+        median: Median gray level of the whole downscaled frame (brightness normalisation).
+        shape: The frame shape it was taken from (a snapshot of another size never matches).
+    """
+
+    x0: int
+    y0: int
+    hi: np.ndarray
+    lo: np.ndarray
+    median: int
+    shape: tuple[int, int]
 
 
 class MotionDetector:
@@ -173,10 +201,8 @@ class MotionDetector:
         cv2.subtract(self._lo, norm, dst=self._down)
         cv2.max(self._up, self._down, dst=self._up)
         cv2.threshold(self._up, self.threshold, 255, cv2.THRESH_BINARY, dst=self._mask)
-        sx, sy = sw / float(fw), sh / float(fh)
-        for x, y, w, h in ignore:
-            x0, y0 = max(0, int(x * sx)), max(0, int(y * sy))
-            x1, y1 = min(sw, math.ceil((x + w) * sx)), min(sh, math.ceil((y + h) * sy))
+        for box in ignore:
+            x0, y0, x1, y1 = self._small_box(box)
             if x1 > x0 and y1 > y0:
                 self._mask[y0:y1, x0:x1] = 0
         self._swap(median)
@@ -209,6 +235,55 @@ class MotionDetector:
             for i in range(1, n)
         )
         return Motion(area, regions, gain)
+
+    def _small_box(self, box: Box) -> tuple[int, int, int, int]:
+        """``box`` (full-frame pixels) as ``(x0, y0, x1, y1)`` in the current downscale."""
+        fh, fw = self._frame_shape
+        sh, sw = self._small_shape
+        x, y, w, h = box
+        sx, sy = sw / float(fw), sh / float(fh)
+        x0, y0 = max(0, int(x * sx)), max(0, int(y * sy))
+        return x0, y0, min(sw, math.ceil((x + w) * sx)), min(sh, math.ceil((y + h) * sy))
+
+    def snapshot(self, box: Box) -> Snapshot | None:
+        """Keep ``box`` (full-frame pixels) of the frame last given to :meth:`update`.
+
+        Returns:
+            The snapshot, or ``None`` before the first frame or for a box outside the frame.
+        """
+        if not self._have_prev:
+            return None
+        x0, y0, x1, y1 = self._small_box(box)
+        if x1 - x0 < 3 or y1 - y0 < 3:
+            return None
+        patch = self._prev[y0:y1, x0:x1]  # after update's swap: the latest frame
+        return Snapshot(
+            x0,
+            y0,
+            cv2.dilate(patch, _KERNEL),
+            cv2.erode(patch, _KERNEL),
+            self._prev_median,
+            self._frame_shape,
+        )
+
+    def changed(self, snap: Snapshot) -> float:
+        """Fraction of the snapshot's pixels that changed between its frame and the frame last
+        given to :meth:`update` (same rule as :meth:`update`; 1.0 when they cannot be compared:
+        another frame size, or no frame since :meth:`reset`)."""
+        if not self._have_prev or snap.shape != self._frame_shape:
+            return 1.0
+        h, w = snap.hi.shape
+        cur: np.ndarray = self._prev[snap.y0 : snap.y0 + h, snap.x0 : snap.x0 + w]
+        if cur.shape != (h, w):
+            return 1.0
+        median = self._prev_median
+        if median >= _MIN_MEDIAN and snap.median >= _MIN_MEDIAN:
+            gain = min(_MAX_GAIN, max(1.0 / _MAX_GAIN, snap.median / median))
+            if abs(gain - 1.0) > 0.01:
+                cur = np.asarray(cv2.convertScaleAbs(cur, alpha=gain))
+        up = np.asarray(cv2.subtract(cur, snap.hi))
+        cv2.max(up, np.asarray(cv2.subtract(snap.lo, cur)), dst=up)
+        return np.count_nonzero(up > self.threshold) / float(h * w)
 
     def _swap(self, median: int) -> None:
         # The current downscale becomes the reference; the old reference's buffer is reused.

@@ -26,6 +26,16 @@ Two schedules, chosen by ``detector.motion_gate``:
   in. With no face followed there is no budget: the periodic schedule would run a full pass on
   every such frame anyway.
 
+Still faces (motion-gated schedule, ``still_frames > 0``): a followed face is not searched at
+all in a frame where nothing changed in its search region since the frame it was last
+detected in (same rule as the motion detector: brightness normalised, one-pixel tolerance,
+``motion_threshold``; compared with that frame, not the previous one, so slow drift adds up
+until it shows): its last detection is returned again, marked
+:attr:`~edge.detect.base.Detection.still`, for at most ``still_frames`` frames in a row; then
+it is searched again. A face that turns, talks, changes expression or moves changes its
+region and is searched in that frame; so is a new face entering the region. Full passes are
+unaffected.
+
 In both schedules each followed face is searched between full passes only inside its box
 enlarged ``roi_scale`` times around its centre, resized so the face is about ``roi_face_px``
 wide (see :class:`~edge.detect.base.FaceDetector`); when that cheap search misses, the same
@@ -38,12 +48,14 @@ searches the frame's moving regions when the motion gate runs a full pass.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
 from edge.detect.base import Detection, FaceDetector
-from edge.detect.motion import MotionDetector
+from edge.detect.motion import MotionDetector, Snapshot
 from edge.track import iou
 
 Box = tuple[float, float, float, float]
@@ -55,6 +67,21 @@ _SAME_FACE_IOU = 0.3
 #: Changes within this many face sides around a followed face (its head, hair and neck move
 #: with it) do not count as motion: its own region search covers it.
 MOTION_IGNORE_SCALE = 2.0
+
+#: A followed face's search region counts as unchanged while at most this fraction of its
+#: downscale pixels changed since its detection frame. Not zero: single JPEG or noise pixels
+#: over the threshold happen; a face that moves changes its whole outline (measured on
+#: bench/hard_scenes.py, see docs/PERFORMANCE.md).
+STILL_CHANGE = 0.01
+
+
+@dataclass
+class _Still:
+    """A detection to return again while its search region does not change."""
+
+    detection: Detection
+    snapshot: Snapshot
+    reused: int = 0  # frames in a row it was returned without a search
 
 
 class FaceFinder:
@@ -70,6 +97,9 @@ class FaceFinder:
             frames, followed faces or not, motion or not.
         motion_full_area: Motion-gated schedule: when the expanded moving regions cover at
             least this fraction of the frame, run one full pass instead of searching them.
+        still_frames: Motion-gated schedule: a followed face whose search region has not
+            changed since it was detected is returned again without a search for up to this
+            many frames in a row (0: search every frame; see the module docstring).
 
     In the motion-gated schedule ``detect_every`` sets the search budget while faces are
     followed (see the module docstring).
@@ -84,6 +114,7 @@ class FaceFinder:
         motion: MotionDetector | None = None,
         full_every: int = 30,
         motion_full_area: float = 0.5,
+        still_frames: int = 0,
     ) -> None:
         self.detector = detector
         self.detect_every = max(1, int(detect_every))
@@ -91,6 +122,13 @@ class FaceFinder:
         self.motion = motion
         self.full_every = max(1, int(full_every))
         self.motion_full_area = motion_full_area
+        self.still_frames = max(0, int(still_frames)) if motion is not None else 0
+        # Followed faces' last real detections, by box, with their region's snapshot.
+        self._still: dict[Box, _Still] = {}
+        # Boxes returned by the previous call, and those of them that were also found (or
+        # kept still) in the call before: a lost face forces a full pass only if confirmed.
+        self._prev_boxes: list[Box] = []
+        self._confirmed: set[Box] = set()
         self._since_full = 0
         self._force_full = True  # the first frame always gets a full detection
         #: Frames with a full-frame pass.
@@ -112,6 +150,8 @@ class FaceFinder:
         self.motion_skipped = 0
         #: Motion-gated: frame areas searched because of motion (a full pass counts 1).
         self.motion_area = 0.0
+        #: Followed faces returned again without a search (still, see ``still_frames``).
+        self.still_reuses = 0
         # Search budget in frame areas (see the module docstring); starts full.
         self._budget = 1.0
 
@@ -146,16 +186,60 @@ class FaceFinder:
                     _merge(found, self._search_region(gray, box, fw, fh, force_full=False))
             for region in regions:
                 _merge(found, self.detector.detect(gray, region))
-            return found
+            return self._remember(found, fw, fh)
         self._since_full += 1
         self.roi_runs += 1
         found = []
         for box in tracked:
-            _merge(found, self._search_region(gray, box, fw, fh))
+            same = self._unchanged(box)
+            if same is not None:
+                self.still_reuses += 1
+                _merge(found, [same])
+            else:
+                _merge(found, self._search_region(gray, box, fw, fh))
         if regions:
             self.motion_runs += 1
             for region in regions:
                 _merge(found, self.detector.detect(gray, region))
+        return self._remember(found, fw, fh)
+
+    def _unchanged(self, box: Box) -> Detection | None:
+        """The followed face's last detection, marked still, when its search region has not
+        changed since then and it was not returned without a search too often in a row."""
+        entry = self._still.get(box)
+        if entry is None or entry.reused >= self.still_frames:
+            return None
+        assert self.motion is not None
+        if self.motion.changed(entry.snapshot) > STILL_CHANGE:
+            return None
+        entry.reused += 1
+        if not entry.detection.still:
+            entry.detection = dataclasses.replace(entry.detection, still=True)
+        return entry.detection
+
+    def _remember(self, found: list[Detection], fw: int, fh: int) -> list[Detection]:
+        """Note which of this frame's detections were also found in the previous frame, and
+        keep those with a snapshot of their search region (a still one keeps its old snapshot:
+        the comparison is always with the detection frame)."""
+        prev, self._prev_boxes = self._prev_boxes, [d.bbox for d in found]
+        old, self._still = self._still, {}
+        self._confirmed = set()
+        for d in found:
+            # A face seen once only (a full pass's textured wall, gone in the next region
+            # search) is not kept without a search, nor worth a full pass when it is lost.
+            if not d.still and not any(iou(d.bbox, b) >= _SAME_FACE_IOU for b in prev):
+                continue
+            self._confirmed.add(d.bbox)
+            if not self.still_frames:
+                continue
+            entry = old.get(d.bbox)
+            if d.still and entry is not None:
+                self._still[d.bbox] = entry
+                continue
+            assert self.motion is not None
+            snap = self.motion.snapshot(self._roi(d.bbox, self.roi_scale, fw, fh))
+            if snap is not None:
+                self._still[d.bbox] = _Still(d, snap)
         return found
 
     def _search_region(
@@ -169,8 +253,11 @@ class FaceFinder:
             # region at the full-frame scale before giving the face up for this frame.
             self.roi_retries += 1
             hits = self.detector.detect(gray, roi, face_side=side, roi_face_px=0)
-        if not hits and force_full:
+        if not hits and force_full and box in self._confirmed:
             # The face left its region (fast motion, or gone): look everywhere next frame.
+            # Not for a box seen in one frame only: a false positive of a full pass that its
+            # region search does not confirm would otherwise get a full pass every other
+            # frame, each finding it again (measured: bench/hard_scenes.py hard-long).
             self._force_full = True
         return hits
 
