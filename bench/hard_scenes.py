@@ -23,6 +23,9 @@ tracking, its answer per appearance is its top emotion in the last frame it foun
 (``last``), and, as a second reading, the most frequent top emotion over the appearance
 (``vote``). A face never reported counts as wrong for both.
 
+``--model-config TOML`` runs every config with that file's ``[model]`` table instead of the
+package's classifier (another model on the same videos; the scenes are seeded, so identical).
+
 ``--steady VIDEO`` adds CPU per frame and recall of each config on the steady one-face
 benchmark video (bench/benchvideo.py; no emotion ground truth there).
 
@@ -53,7 +56,9 @@ import numpy as np  # noqa: E402
 from benchvideo import hit, load_truth  # noqa: E402
 from recall_scene import run_pipeline, select_configs  # noqa: E402
 
+from edge.atomic import write_json  # noqa: E402
 from edge.config import load_config  # noqa: E402
+from edge.errors import FerEdgeError  # noqa: E402
 from edge.testing.facevideo import REALISTIC, Camera, Placement, render, write_video  # noqa: E402
 
 FPS = 15.0
@@ -220,12 +225,15 @@ def false_tracks(events: list[dict[str, Any]], pls: list[Placement]) -> int:
     )
 
 
-def run_edge(video: Path, det: dict[str, Any], tmp: Path) -> tuple[list, list, float, int]:
+def run_edge(
+    video: Path, det: dict[str, Any], tmp: Path, model: dict[str, Any] | None = None
+) -> tuple[list, list, float, int]:
     """Per-frame boxes, events, CPU ms per frame and detector model runs (BlazeFace; 0 for
-    the OpenCV detectors) of one detector config."""
+    the OpenCV detectors) of one detector config (and ``[model]`` table: default, the
+    package's)."""
     ev_path = tmp / "ev.jsonl"
     ev_path.unlink(missing_ok=True)
-    pipe, per_frame, cpu = run_pipeline(video, det, ev_path)
+    pipe, per_frame, cpu = run_pipeline(video, det, ev_path, model)
     events = [json.loads(line) for line in ev_path.read_text().splitlines() if line]
     runs = getattr(pipe.finder.detector, "invocations", 0) if pipe.finder else 0
     return per_frame, events, cpu / max(1, len(per_frame)) * 1e3, runs
@@ -282,6 +290,22 @@ def steady(video: Path, tmp: Path) -> dict[str, Any]:
     return out
 
 
+def model_table(ap: argparse.ArgumentParser, path: Path | None) -> dict[str, Any] | None:
+    """The ``[model]`` table of ``--model-config`` (checked by the config loader), or None."""
+    if path is None:
+        return None
+    import tomllib
+
+    try:
+        table = tomllib.loads(path.read_text()).get("model")
+        load_config(None, {"model": table or {}})
+    except (OSError, tomllib.TOMLDecodeError, FerEdgeError) as e:
+        ap.error(f"--model-config {path}: {e}")
+    if not table:
+        ap.error(f"--model-config {path}: no [model] table")
+    return table
+
+
 def main() -> None:
     """Render the scenes, run every config (and fer), print and save the table."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -293,14 +317,23 @@ def main() -> None:
     ap.add_argument("--steady", type=Path, help="also the one-face benchmark video")
     ap.add_argument("--write", type=Path, metavar="DIR", help="keep the scene videos here")
     ap.add_argument("--json", type=Path, help="write the results here")
+    ap.add_argument(
+        "--model-config",
+        type=Path,
+        metavar="TOML",
+        help="a fer-edge config whose [model] table every config uses (another classifier on "
+        "the same videos; default: the package's)",
+    )
     args = ap.parse_args()
     select_configs(ap, CONFIGS, args.configs)
+    model = model_table(ap, args.model_config)
     faces, labels = ck_faces(args.ckplus, args.faces)
     result: dict[str, Any] = {
         "command": " ".join(["python3", "bench/hard_scenes.py", *sys.argv[1:]]),
         "cpu": os.sched_getaffinity(0).__repr__(),
         "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "scenes": {},
+        "model": model,
     }
     max_missed = load_config(None).tracking.max_missed
     with tempfile.TemporaryDirectory(prefix="hard-scenes-") as t:
@@ -324,7 +357,7 @@ def main() -> None:
                 "configs": {},
             }
             for name, det in CONFIGS.items():
-                per_frame, events, cpu, runs = run_edge(video, det, tmp)
+                per_frame, events, cpu, runs = run_edge(video, det, tmp, model)
                 answers = device_answers(events, pls, max_missed)
                 r = {
                     **detection_scores(per_frame, pls),
@@ -353,9 +386,7 @@ def main() -> None:
             result["steady"] = steady(args.steady, tmp)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        tmp_json = args.json.with_suffix(".tmp")
-        tmp_json.write_text(json.dumps(result, indent=2) + "\n")
-        tmp_json.replace(args.json)
+        write_json(args.json, result)
 
 
 if __name__ == "__main__":

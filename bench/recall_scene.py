@@ -134,12 +134,15 @@ def write_scene(
 
 
 def run_pipeline(
-    video: Path, det: dict[str, Any], events: Path
+    video: Path, det: dict[str, Any], events: Path, model: dict[str, Any] | None = None
 ) -> tuple[Pipeline, list[tuple[tuple[float, float, float, float], ...]], float]:
-    """Run the pipeline in process on ``video`` with a ``[detector]`` table; events go to the
-    JSONL file ``events``. Returns the pipeline, each frame's boxes and the frame loop's
-    process CPU seconds."""
-    cfg = load_config(None, {"source": {"type": "file", "path": str(video)}, "detector": det})
+    """Run the pipeline in process on ``video`` with a ``[detector]`` table (and a ``[model]``
+    table; default: the package's); events go to the JSONL file ``events``. Returns the
+    pipeline, each frame's boxes and the frame loop's process CPU seconds."""
+    over: dict[str, Any] = {"source": {"type": "file", "path": str(video)}, "detector": det}
+    if model is not None:
+        over["model"] = model
+    cfg = load_config(None, over)
     per_frame: list[tuple[tuple[float, float, float, float], ...]] = []
     cpu = [0.0]
 
