@@ -319,14 +319,11 @@ def _evaluated_faces(args: argparse.Namespace, usages: list[str]) -> Any:
         DataError: if ``--usage`` names nothing or the split is empty.
     """
     from edge.errors import DataError
-    from train.data import load_fer2013, select_classes
+    from train.data import load_labelled, select_classes
 
     if not usages:
         raise DataError(f"--usage is empty; valid: {', '.join(SPLITS)}")
-    kw: dict[str, Any] = {"labels": args.labels, "ferplus_path": args.ferplus}
-    if args.labels == "ferplus":
-        kw["ferplus_classes"] = args.ferplus_classes
-    faces = load_fer2013(args.data, usages, **kw)
+    faces = load_labelled(args.data, usages, args.labels, args.ferplus, args.ferplus_classes)
     if args.classes:
         faces = select_classes(faces, class_subset(args.classes))
     faces.require_nonempty(f"{args.usage} split")
