@@ -9,6 +9,7 @@ event lines.
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import logging
 import sys
@@ -50,10 +51,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _add_run_parser(sub: Any) -> None:
     """``fer-edge run`` flags (they override the config, see :func:`run_overrides`)."""
-    r = sub.add_parser(
+    r = add_command(
+        sub,
         "run",
-        help="run the pipeline (default: bundled model and sample video, events on stdout)",
-        description="Run the pipeline. Flags override the config file, which overrides defaults.",
+        cmd_run,
+        "run the pipeline (default: bundled model and sample video, events on stdout)",
     )
     r.add_argument("--config", type=Path, help="TOML config file (e.g. /etc/fer-edge/config.toml)")
     r.add_argument(
@@ -81,6 +83,7 @@ def _add_run_parser(sub: Any) -> None:
 def _add_info_parser(sub: Any) -> None:
     """``fer-edge info`` flags."""
     i = sub.add_parser("info", help="show a model's metadata, path and sha256")
+    i.set_defaults(func=cmd_info)
     i.add_argument("model", nargs="?", type=Path, help="model file (default: the bundled model)")
     i.add_argument("--json", action="store_true", help="machine-readable JSON")
     i.add_argument(
@@ -94,6 +97,7 @@ def _add_info_parser(sub: Any) -> None:
 def _add_validate_parser(sub: Any) -> None:
     """``fer-edge validate-config`` flags."""
     v = sub.add_parser("validate-config", help="check a config file; exit 0 if valid, 2 if not")
+    v.set_defaults(func=cmd_validate_config)
     v.add_argument("config", type=Path)
     v.add_argument(
         "--schema-only",
@@ -105,6 +109,7 @@ def _add_validate_parser(sub: Any) -> None:
 def _add_monitor_parser(sub: Any) -> None:
     """``fer-edge monitor`` flags (the table lives in :mod:`edge.monitor`)."""
     m = sub.add_parser("monitor", help="live per-device table of events from a broker")
+    m.set_defaults(func=cmd_monitor)
     m.add_argument("--mqtt-url", required=True, help="broker URL (mqtt://host:1883)")
     m.add_argument("--prefix", default="fer", help="topic prefix (default: fer)")
     m.add_argument("--json", action="store_true", help="print received messages as JSON lines")
@@ -136,12 +141,11 @@ def _add_detector_flag(p: argparse.ArgumentParser) -> None:
 
 def _add_bench_parser(sub: Any) -> None:
     """``fer-edge bench`` flags (the benchmark lives in :mod:`edge.bench`)."""
-    b = sub.add_parser(
+    b = add_command(
+        sub,
         "bench",
-        help="per-stage CPU/wall time, FPS, memory and start-up on a video file",
-        description="Run the pipeline on a file for N frames and report per-stage CPU and wall "
-        "time (p50/p95), end-to-end FPS, RSS (peak, steady) and start-up to the first event. "
-        "Pin it to one core for comparable numbers: taskset -c 0 fer-edge bench ...",
+        _cmd_bench,
+        "per-stage CPU/wall time, FPS, memory and start-up on a video file",
     )
     b.add_argument(
         "--source", help="video file or image folder (default: the bundled sample video)"
@@ -159,12 +163,11 @@ def _add_bench_parser(sub: Any) -> None:
 
 def _add_dashboard_parser(sub: Any) -> None:
     """``fer-edge dashboard`` flags (the server lives in :mod:`edge.dashboard.server`)."""
-    d = sub.add_parser(
+    d = add_command(
+        sub,
         "dashboard",
-        help="live web dashboard of the devices on a broker (needs fer-edge[dashboard])",
-        description="Serve a live web page of every device under --prefix: status, faces with "
-        "emotion and confidence, a rolling per-emotion chart and stats. Binds 127.0.0.1 unless "
-        "--host says otherwise; any other address needs --basic-auth (or --insecure-no-auth).",
+        _cmd_dashboard,
+        "live web dashboard of the devices on a broker (needs fer-edge[dashboard])",
     )
     d.add_argument("--mqtt-url", required=True, help="broker URL (mqtt://host:1883, mqtts://...)")
     d.add_argument("--port", type=int, default=8080, help="HTTP port (default: 8080)")
@@ -190,6 +193,21 @@ def _add_dashboard_parser(sub: Any) -> None:
         "--history-min", type=float, default=10.0, help="minutes shown in the charts (default 10)"
     )
     d.add_argument("--log-level", choices=_LOG_LEVELS, type=str.upper, default="INFO")
+
+
+def add_command(
+    sub: Any, name: str, func: Callable[[argparse.Namespace], int | None], summary: str
+) -> argparse.ArgumentParser:
+    """Register sub-command ``name`` (fer-edge's and fer-train's), run by ``func``.
+
+    ``summary`` is the line in the command list; ``func``'s docstring is the ``--help``
+    description, so what a command does is written once, where it is done.
+    """
+    p: argparse.ArgumentParser = sub.add_parser(
+        name, help=summary, description=inspect.getdoc(func)
+    )
+    p.set_defaults(func=func)
+    return p
 
 
 def setup_logging(level: str) -> None:
@@ -234,7 +252,7 @@ def run_overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    """``fer-edge run``."""
+    """Run the pipeline. Flags override the config file, which overrides defaults."""
     from edge.config import load_config
 
     setup_logging(args.log_level or "INFO")
@@ -386,7 +404,9 @@ def cmd_monitor(args: argparse.Namespace) -> int:
 
 
 def _cmd_dashboard(args: argparse.Namespace) -> int:
-    """``fer-edge dashboard``: delegate to :func:`edge.dashboard.server.run_dashboard`."""
+    """Serve a live web page of every device under --prefix: status, faces with emotion and
+    confidence, a rolling per-emotion chart and stats. Binds 127.0.0.1 unless --host says
+    otherwise; any other address needs --basic-auth (or --insecure-no-auth)."""
     import os
 
     from edge.subscribe.link import subscriber_config
@@ -419,7 +439,9 @@ def _cmd_dashboard(args: argparse.Namespace) -> int:
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
-    """``fer-edge bench``: delegate to :func:`edge.bench.run_bench`."""
+    """Run the pipeline on a file for N frames and report per-stage CPU and wall time
+    (p50/p95), end-to-end FPS, RSS (peak, steady) and start-up to the first event. Pin it to
+    one core for comparable numbers: taskset -c 0 fer-edge bench ..."""
     from edge import bench
     from edge.config import load_config, source_override
 
@@ -442,16 +464,6 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
-_COMMANDS = {
-    "run": cmd_run,
-    "info": cmd_info,
-    "validate-config": cmd_validate_config,
-    "monitor": cmd_monitor,
-    "dashboard": _cmd_dashboard,
-    "bench": _cmd_bench,
-}
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``fer-edge`` console script.
 
@@ -460,7 +472,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         130 when interrupted during start-up.
     """
     args = build_parser().parse_args(argv)
-    return run_command(_COMMANDS[args.command], args, "fer-edge", f"fer-edge {args.command}")
+    return run_command(args.func, args, "fer-edge", f"fer-edge {args.command}")
 
 
 def run_command(

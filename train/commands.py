@@ -8,6 +8,7 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any, TypeVar
 
+from edge.cli import add_command
 from edge.contract import LABEL_SETS
 from train.data.fer2013 import SPLITS
 
@@ -242,11 +243,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 def add_evaluate_parser(sub: Any) -> None:
     """``fer-train evaluate``: score a ``.keras`` or ``.tflite`` model on a FER2013 split."""
-    e = sub.add_parser(
-        "evaluate",
-        help="score a .keras or .tflite model on a FER2013 split",
-        description="Score a model on a FER2013/FERPlus split: metrics.json, confusion.png, "
-        "roc.png in --out, and a one-line summary.",
+    e = add_command(
+        sub, "evaluate", _cmd_evaluate, "score a .keras or .tflite model on a FER2013 split"
     )
     e.add_argument(
         "model",
@@ -272,7 +270,6 @@ def add_evaluate_parser(sub: Any) -> None:
     _add_exclude_duplicates(e)
     e.add_argument("--batch", type=int, default=256, help="faces per inference call")
     e.add_argument("--out", required=True, help="output folder (metrics.json + PNGs)")
-    e.set_defaults(func=_cmd_evaluate)
 
 
 def _add_exclude_duplicates(p: Any) -> None:
@@ -285,6 +282,8 @@ def _add_exclude_duplicates(p: Any) -> None:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
+    """Score a model on a FER2013/FERPlus split: metrics.json, confusion.png, roc.png in --out,
+    and a one-line summary."""
     from train.evaluate import evaluate_model, train_twin_rows
     from train.metrics import summary_line
     from train.predict import check_model_labels
@@ -351,12 +350,11 @@ def _evaluated_model(args: argparse.Namespace) -> Any:
 
 def add_compare_parser(sub: Any) -> None:
     """``fer-train compare``: train or reuse several architectures and evaluate them alike."""
-    c = sub.add_parser(
+    c = add_command(
+        sub,
         "compare",
-        help="train (or reuse) several architectures and compare them under one protocol",
-        description="For each --archs name reuse RUNS_DIR/<arch>/ if it holds a finished run, "
-        "else train it there; evaluate all on the same split; write comparison.json, "
-        "comparison.md and comparison.png in --out.",
+        _cmd_compare,
+        "train (or reuse) several architectures and compare them under one protocol",
     )
     c.add_argument("--archs", required=True, help="comma-separated architectures")
     c.add_argument("--data", required=True, help="FER2013 CSV (plain or .gz)")
@@ -370,10 +368,12 @@ def add_compare_parser(sub: Any) -> None:
     c.add_argument("--seed", type=int, default=42, help="random seed of runs trained here")
     _add_exclude_duplicates(c)
     c.add_argument("--eval-batch", type=int, default=256, help="faces per inference call")
-    c.set_defaults(func=_cmd_compare)
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
+    """For each --archs name reuse RUNS_DIR/<arch>/ if it holds a finished run, else train it
+    there; evaluate all on the same split; write comparison.json, comparison.md and
+    comparison.png in --out."""
     from pathlib import Path
 
     from train.compare import CompareOptions, compare_archs, parse_archs
@@ -422,13 +422,11 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 def add_soup_parser(sub: Any) -> None:
     """``fer-train soup``: average the weights of checkpoints of one architecture."""
-    s = sub.add_parser(
+    s = add_command(
+        sub,
         "soup",
-        help="average the weights of several checkpoints of one architecture (a model soup)",
-        description="Average the weights of finished leak-free runs of one architecture (a "
-        "first cycle and its warm restarts) into a new run folder, evaluated like a trained run. "
-        "greedy adds checkpoints in order of validation accuracy and keeps each only if the "
-        "soup does not get worse.",
+        _cmd_soup,
+        "average the weights of several checkpoints of one architecture (a model soup)",
     )
     s.add_argument("models", nargs="+", help="model.keras files of finished runs (same --arch)")
     s.add_argument("--data", required=True, help="FER2013 CSV (plain or .gz)")
@@ -440,10 +438,13 @@ def add_soup_parser(sub: Any) -> None:
         help="split the soup is selected on (TrainVal keeps PublicTest a pure report)",
     )
     s.add_argument("--out", required=True, help="run folder to create")
-    s.set_defaults(func=_cmd_soup)
 
 
 def _cmd_soup(args: argparse.Namespace) -> int:
+    """Average the weights of finished leak-free runs of one architecture (a first cycle and
+    its warm restarts) into a new run folder, evaluated like a trained run. greedy adds
+    checkpoints in order of validation accuracy and keeps each only if the soup does not get
+    worse."""
     from train.soup import SoupOptions, soup_run
 
     metrics = soup_run(options_from(SoupOptions, args, command=command_line(args)))
@@ -457,15 +458,11 @@ def _cmd_soup(args: argparse.Namespace) -> int:
 
 def add_calibrate_parser(sub: Any) -> None:
     """``fer-train calibrate``: fit the deployed classifier's temperature on TrainVal."""
-    c = sub.add_parser(
+    c = add_command(
+        sub,
         "calibrate",
-        help="fit the deployed classifier's calibration temperature on the TrainVal slice",
-        description="Run the face classifier exactly as 'fer-edge run' builds it from --config "
-        "(models, test-time augmentation, averaging) on the validation slice of Training "
-        "(TrainVal; never PublicTest), fit one temperature that minimises the log-loss, and write "
-        "the first model with the temperature (and the setting it was fitted for) in its "
-        "metadata to --out, plus --report DIR/calibration.json and reliability.png. Every "
-        "model must have been trained with --val-usage TrainVal.",
+        _cmd_calibrate,
+        "fit the deployed classifier's calibration temperature on the TrainVal slice",
     )
     c.add_argument(
         "--config", type=Path, help="fer-edge TOML config ([model] section; default: defaults)"
@@ -473,10 +470,15 @@ def add_calibrate_parser(sub: Any) -> None:
     c.add_argument("--data", required=True, type=Path, help="FER2013 CSV (plain or .gz)")
     c.add_argument("--out", required=True, type=Path, help="calibrated .tflite to write")
     c.add_argument("--report", type=Path, help="folder for calibration.json and reliability.png")
-    c.set_defaults(func=_cmd_calibrate)
 
 
 def _cmd_calibrate(args: argparse.Namespace) -> int:
+    """Run the face classifier exactly as 'fer-edge run' builds it from --config (models,
+    test-time augmentation, averaging) on the validation slice of Training (TrainVal; never
+    PublicTest), fit one temperature that minimises the log-loss, and write the first model
+    with the temperature (and the setting it was fitted for) in its metadata to --out, plus
+    --report DIR/calibration.json and reliability.png. Every model must have been trained with
+    --val-usage TrainVal."""
     from train.calibration import run_calibration
 
     cal = run_calibration(
