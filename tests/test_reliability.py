@@ -44,6 +44,7 @@ from edge.events import Event
 from edge.publish.base import Sink
 from edge.testing.broker import Mosquitto, Subscriber
 from edge.testing.facevideo import Placement, detectable, load_fer_faces, render, write_video
+from edge.testing.mqtt import wait_until
 
 REPO = Path(__file__).resolve().parents[1]
 FPS = 10.0
@@ -71,15 +72,6 @@ def face_frame(faces_video: Path) -> np.ndarray:
     cap.release()
     assert ok
     return img
-
-
-def wait_until(pred: Callable[[], bool], timeout: float = 10.0, step: float = 0.05) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return True
-        time.sleep(step)
-    return pred()
 
 
 def jsonl_ids(path: Path) -> list[str]:
