@@ -25,7 +25,7 @@ import numpy as np
 from edge.atomic import write_text_atomic
 from edge.errors import ConfigError
 from train.evaluate import evaluate_model, train_twin_rows
-from train.metrics import write_json
+from train.metrics import HEADLINE, write_json
 from train.plots import plot_comparison
 from train.predict import open_model
 from train.runfolder import RunFolder
@@ -147,13 +147,7 @@ def _row(
         "kind": spec.kind,
         "paper_seed": spec.seed,
         "params": info.get("params"),
-        "n": metrics["n"],
-        "accuracy": metrics["accuracy"],
-        "macro_precision": metrics["macro_precision"],
-        "macro_recall": metrics["macro_recall"],
-        "macro_f1": metrics["macro_f1"],
-        "weighted_f1": metrics["weighted_f1"],
-        "auc_macro": metrics["auc_macro"],
+        **{k: metrics[k] for k in ("n", *HEADLINE)},
         "train_seconds": None if train_seconds is None else float(train_seconds),
         "epochs_run": _history_epochs(run),
         "seed": options.get("seed"),
