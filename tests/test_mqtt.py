@@ -32,8 +32,11 @@ def decoded(payloads: list[bytes]) -> list[Event]:
     return [Event.from_json(p) for p in payloads]
 
 
-def assert_delivered(sink: MqttSink, sub: Subscriber, events: list[Event]) -> None:
-    """Publish ``events`` through the connected ``sink``: ``sub`` gets all of them, in order."""
+def assert_delivered(sink: MqttSink, sub: Subscriber, n: int) -> None:
+    """Open ``sink`` and publish ``n`` events: ``sub`` gets all of them, in order."""
+    sink.open()
+    assert sink.wait_connected(10)
+    events = make_events(n, sink.device_id)
     for ev in events:
         sink.publish_event(ev)
     assert sub.wait_for(lambda s: len(s.on(sink.topic_events)) == len(events))
@@ -44,10 +47,7 @@ def test_events_arrive_in_order_with_status(mosquitto: Mosquitto) -> None:
     sink = MqttSink(fast_sink_config(mosquitto.url), "dev-arrive")
     sub = Subscriber(mosquitto.url, ["fer/dev-arrive/#"])
     try:
-        sink.open()
-        assert sink.wait_connected(10)
-        events = make_events(40, "dev-arrive")
-        assert_delivered(sink, sub, events)
+        assert_delivered(sink, sub, 40)
         assert wait_until(lambda: sink.stats()["published"] == 40)
         st = sink.stats()
         assert st["connected"] is True
@@ -310,10 +310,7 @@ def test_tls_with_password(mosquitto_factory: Callable[..., Mosquitto]) -> None:
         ca_file=broker.ca_file,
     )
     try:
-        sink.open()
-        assert sink.wait_connected(10)
-        events = make_events(3, "dev-tls")
-        assert_delivered(sink, sub, events)
+        assert_delivered(sink, sub, 3)
     finally:
         sink.close(timeout=2)
         sub.close()
@@ -371,10 +368,7 @@ def test_mqtt5_protocol(mosquitto_factory: Callable[..., Mosquitto]) -> None:
     )
     sub = Subscriber(broker.url, ["fer/dev-v5/#"], username="dev", password=SECRET)
     try:
-        sink.open()
-        assert sink.wait_connected(10)
-        events = make_events(5, "dev-v5")
-        assert_delivered(sink, sub, events)
+        assert_delivered(sink, sub, 5)
     finally:
         sink.close(timeout=2)
     assert sub.wait_for(lambda s: s.on(sink.topic_status)[-1:] == [b"stopped"])

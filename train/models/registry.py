@@ -120,3 +120,12 @@ def normalization(k: ModuleType, x: Any) -> Any:
     return k.layers.Rescaling(
         DEFAULT_CONTRACT.norm_scale, DEFAULT_CONTRACT.norm_offset, name="normalize"
     )(x)
+
+
+def dense_head(
+    k: ModuleType, x: Any, num_classes: int, units: int, rate: float, drop_name: str = "drop"
+) -> Any:
+    """The classifier on top of the features: ``fc`` (ReLU), dropout, softmax ``probs``."""
+    x = k.layers.Dense(units, activation="relu", name="fc")(x)
+    x = k.layers.Dropout(rate, name=drop_name)(x)
+    return k.layers.Dense(num_classes, activation="softmax", name="probs")(x)
