@@ -129,3 +129,11 @@ def dense_head(
     x = k.layers.Dense(units, activation="relu", name="fc")(x)
     x = k.layers.Dropout(rate, name=drop_name)(x)
     return k.layers.Dense(num_classes, activation="softmax", name="probs")(x)
+
+
+def conv_bn_relu(k: ModuleType, x: Any, filters: int, name: str, **conv: Any) -> Any:
+    """3x3 ``same`` convolution ``name`` (``conv``: more Conv2D options), ``<name>_bn``,
+    ``<name>_relu``."""
+    x = k.layers.Conv2D(filters, 3, padding="same", name=name, **conv)(x)
+    x = k.layers.BatchNormalization(name=f"{name}_bn")(x)
+    return k.layers.Activation("relu", name=f"{name}_relu")(x)
