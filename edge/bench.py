@@ -213,7 +213,6 @@ def run_bench(
     wall = np.asarray(col.wall)
     cpu = np.asarray(col.cpu)
     loop_s = max(1e-9, col.loop_t1 - col.loop_t0)
-    rss = col.rss[len(col.rss) // 2 :] or col.rss
     model_path = run_cfg.model.resolved_path()
     report: dict[str, Any] = {
         "version": __version__,
@@ -228,10 +227,7 @@ def run_bench(
         "stages": _stages(wall, cpu),
         "per_frame_cpu_ms": _per_frame_cpu(cpu, cpu_total),
         "fps": round(n / loop_s, 2),
-        "rss_mb": {
-            "peak": round(peak_rss_mb(), 1),
-            "steady": round(float(np.median(rss)), 1) if rss else None,
-        },
+        "rss_mb": _rss_mb(col.rss),
         "startup_s": _startup(col, origin_known),
         "detector": _detector_counts(run_cfg, pipeline.finder),
         "faces": {"total": summary.faces, "events": dict(summary.events)},
@@ -268,6 +264,15 @@ def _per_frame_cpu(cpu: np.ndarray, cpu_total: float) -> dict[str, float]:
         # Every thread of the process (sink writer, capture thread) over the whole run,
         # start-up and shutdown included.
         "process": round(cpu_total / n * 1e3, 4),
+    }
+
+
+def _rss_mb(samples: list[float]) -> dict[str, Any]:
+    """Peak RSS of the process, and the median of the second half of the run's samples."""
+    steady = samples[len(samples) // 2 :] or samples
+    return {
+        "peak": round(peak_rss_mb(), 1),
+        "steady": round(float(np.median(steady)), 1) if steady else None,
     }
 
 

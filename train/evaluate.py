@@ -161,14 +161,7 @@ def evaluate_model(
     t0 = time.perf_counter()
     probs = predict_probs(loaded, faces.images, batch_size=batch_size)
     seconds = time.perf_counter() - t0
-    metrics = compute_metrics(y, probs, label_names)
-    metrics["model"] = {k: info[k] for k in ("path", "format", "arch", "params", "input_size")}
-    if info["format"] == "tflite":
-        # The device's code path classifies face by face, so wall time per face is what a
-        # frame pays per face (on this machine, with this machine's load).
-        metrics["ms_per_face"] = 1000.0 * seconds / len(y)
-    if "deployed" in info:
-        metrics["deployed"] = info["deployed"]
+    metrics = compute_metrics(y, probs, label_names) | _model_keys(info, seconds, len(y))
     if extra:
         metrics.update(dict(extra))
     excluded = None
@@ -179,6 +172,20 @@ def evaluate_model(
     _write_evaluation(out, metrics, y, probs, info, excluded)
     log.info("evaluated %s on %d faces -> %s", info["path"], len(y), out / "metrics.json")
     return json_safe(metrics)
+
+
+def _model_keys(info: Mapping[str, Any], seconds: float, n: int) -> dict[str, Any]:
+    """``model`` (what was evaluated), ``ms_per_face`` for TFLite, ``deployed`` if any."""
+    keys: dict[str, Any] = {
+        "model": {k: info[k] for k in ("path", "format", "arch", "params", "input_size")}
+    }
+    if info["format"] == "tflite":
+        # The device's code path classifies face by face, so wall time per face is what a
+        # frame pays per face (on this machine, with this machine's load).
+        keys["ms_per_face"] = 1000.0 * seconds / n
+    if "deployed" in info:
+        keys["deployed"] = info["deployed"]
+    return keys
 
 
 def _row_array(rows: Iterable[int]) -> np.ndarray:

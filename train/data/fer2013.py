@@ -300,12 +300,7 @@ def load_fer2013(
     if labels not in ("fer2013", "ferplus"):
         raise DataError(f"unknown label mode {labels!r}; valid: fer2013, ferplus")
     images, emotion, use = read_fer2013_csv(path)
-    mask = np.isin(use, usages)
-    if TRAIN_VAL in usages and "Training" not in usages:
-        mask |= (use == "Training") & in_validation_slice(images)
-    if not mask.any():
-        found = sorted(set(use.tolist()))
-        raise DataError(f"{path}: no rows with Usage {list(usages)}; the file has {found}")
+    mask = _usage_mask(path, images, use, usages)
     rows = np.arange(len(images), dtype=np.int64)
     split = _Selection(Path(path), usages, images, rows, mask)
     if labels == "fer2013":
@@ -316,17 +311,27 @@ def load_fer2013(
             # their FER2013 one-hot, so every row is a distribution.
             _, votes = ferplus_targets(_aligned_votes(path, ferplus_path, use), 7)
             soft = distributions(votes, emotion)[mask]
-        return FaceSet(
-            images=images[mask],
-            labels=emotion[mask],
-            rows=split.rows[mask],
-            label_names=FER2013_LABELS,
-            source=f"{split.path.name} Usage={'+'.join(usages)} labels=fer2013",
-            soft=soft,
-        )
+        return _fer2013_faces(split, emotion, soft)
     if ferplus_path is None:
         raise DataError("labels=ferplus needs the FERPlus CSV (--ferplus)")
     return _ferplus_faces(split, _aligned_votes(path, ferplus_path, use), ferplus_classes)
+
+
+def _usage_mask(
+    path: str | Path, images: np.ndarray, use: np.ndarray, usages: tuple[str, ...]
+) -> np.ndarray:
+    """The rows of ``usages``; ``TrainVal`` is the validation slice of Training.
+
+    Raises:
+        DataError: if no row has one of ``usages`` (naming the ones the file has).
+    """
+    mask = np.isin(use, usages)
+    if TRAIN_VAL in usages and "Training" not in usages:
+        mask |= (use == "Training") & in_validation_slice(images)
+    if not mask.any():
+        found = sorted(set(use.tolist()))
+        raise DataError(f"{path}: no rows with Usage {list(usages)}; the file has {found}")
+    return mask
 
 
 @dataclass(frozen=True)
@@ -338,6 +343,19 @@ class _Selection:
     images: np.ndarray
     rows: np.ndarray
     mask: np.ndarray
+
+
+def _fer2013_faces(split: _Selection, emotion: np.ndarray, soft: np.ndarray | None) -> FaceSet:
+    """The selected rows with their FER2013 labels (and FERPlus vote shares as ``soft``)."""
+    m = split.mask
+    return FaceSet(
+        images=split.images[m],
+        labels=emotion[m],
+        rows=split.rows[m],
+        label_names=FER2013_LABELS,
+        source=f"{split.path.name} Usage={'+'.join(split.usages)} labels=fer2013",
+        soft=soft,
+    )
 
 
 def _ferplus_faces(split: _Selection, votes: np.ndarray, classes: int) -> FaceSet:
