@@ -53,6 +53,7 @@ sys.path.insert(0, str(REPO / "bench"))
 from faults import _toml, jsonl_ids, log  # noqa: E402
 
 from edge.testing.broker import Mosquitto, Subscriber, TcpProxy, free_port  # noqa: E402
+from edge.testing.mqtt import wait_until  # noqa: E402
 
 ROWS = (
     "sigkill",
@@ -225,13 +226,9 @@ class Watchers:
         self._dlog.close()
 
 
-def _wait(pred: Callable[[], bool], timeout: float, step: float = 0.1) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return True
-        time.sleep(step)
-    return pred()
+def _wait(pred: Callable[[], bool], timeout: float) -> bool:
+    """Poll every 0.1 s (a row's device and subscribers are whole processes)."""
+    return wait_until(pred, timeout, step=0.1)
 
 
 class Row:

@@ -31,6 +31,7 @@ import numpy as np
 from edge import __version__
 from edge.app import STAGES, FrameRecord, Pipeline
 from edge.config import EdgeConfig
+from edge.detect import FaceFinder
 from edge.errors import ConfigError
 from edge.publish.base import Sink
 
@@ -211,24 +212,11 @@ def run_bench(
         raise ConfigError(f"source {cfg.source.resolved_path()} delivered no usable frame")  # type: ignore[union-attr]
     wall = np.asarray(col.wall)
     cpu = np.asarray(col.cpu)
-    stages: dict[str, Any] = {}
-    for i, name in enumerate(BENCH_STAGES):
-        stages[name] = {"wall_ms": _dist(wall[:, i]), "cpu_ms": _dist(cpu[:, i])}
-    stages["total"] = {"wall_ms": _dist(wall.sum(axis=1)), "cpu_ms": _dist(cpu.sum(axis=1))}
     loop_s = max(1e-9, col.loop_t1 - col.loop_t0)
-    rss = col.rss[len(col.rss) // 2 :] or col.rss
-    finder = pipeline.finder
     model_path = run_cfg.model.resolved_path()
     report: dict[str, Any] = {
         "version": __version__,
-        "host": {
-            "machine": platform.machine(),
-            "python": platform.python_version(),
-            "cpus": os.cpu_count(),
-            "affinity": sorted(os.sched_getaffinity(0))
-            if hasattr(os, "sched_getaffinity")
-            else None,
-        },
+        "host": _host(),
         "source": str(run_cfg.source.resolved_path()),  # type: ignore[union-attr]
         "model": {"path": str(model_path), "name": pipeline.model_name},
         "config": {
@@ -236,41 +224,82 @@ def run_bench(
             "model_threads": run_cfg.model.num_threads,
         },
         "frames": {"processed": n, "corrupt": summary.corrupt, "requested": frames},
-        "stages": stages,
-        "per_frame_cpu_ms": {
-            # The frame loop's own thread: what the pipeline costs per frame.
-            "loop": round(float(cpu.sum()) / n * 1e3, 4),
-            "loop_without_capture": round(float(cpu[:, 1:].sum()) / n * 1e3, 4),
-            # Every thread of the process (sink writer, capture thread) over the whole run,
-            # start-up and shutdown included.
-            "process": round(cpu_total / n * 1e3, 4),
-        },
+        "stages": _stages(wall, cpu),
+        "per_frame_cpu_ms": _per_frame_cpu(cpu, cpu_total),
         "fps": round(n / loop_s, 2),
-        "rss_mb": {
-            "peak": round(peak_rss_mb(), 1),
-            "steady": round(float(np.median(rss)), 1) if rss else None,
-        },
-        "startup_s": {
-            "origin": "process start" if origin_known else "bench start",
-            "first_frame": None if col.first_frame_s is None else round(col.first_frame_s, 3),
-            "first_event": None if col.first_event_s is None else round(col.first_event_s, 3),
-        },
-        "detector": {
-            "type": run_cfg.detector.type,
-            "motion_gate": run_cfg.detector.motion_gate,
-            "full_runs": finder.full_runs if finder else None,
-            "roi_runs": finder.roi_runs if finder else None,
-            # Motion-gated schedule only (0 otherwise): frames whose moving regions were
-            # searched, and full passes triggered by wide motion / by full_every.
-            "motion_runs": finder.motion_runs if finder else None,
-            "motion_full_runs": finder.motion_full_runs if finder else None,
-            "periodic_full_runs": finder.periodic_full_runs if finder else None,
-            "motion_skipped": finder.motion_skipped if finder else None,
-            "motion_area": round(finder.motion_area, 3) if finder else None,
-        },
+        "rss_mb": _rss_mb(col.rss),
+        "startup_s": _startup(col, origin_known),
+        "detector": _detector_counts(run_cfg, pipeline.finder),
         "faces": {"total": summary.faces, "events": dict(summary.events)},
     }
     return report, col.boxes
+
+
+def _host() -> dict[str, Any]:
+    """The machine the numbers belong to (the CPUs this process may run on)."""
+    return {
+        "machine": platform.machine(),
+        "python": platform.python_version(),
+        "cpus": os.cpu_count(),
+        "affinity": sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+    }
+
+
+def _stages(wall: np.ndarray, cpu: np.ndarray) -> dict[str, Any]:
+    """Wall and CPU distributions of each stage and of the whole frame, in ms."""
+    stages: dict[str, Any] = {}
+    for i, name in enumerate(BENCH_STAGES):
+        stages[name] = {"wall_ms": _dist(wall[:, i]), "cpu_ms": _dist(cpu[:, i])}
+    stages["total"] = {"wall_ms": _dist(wall.sum(axis=1)), "cpu_ms": _dist(cpu.sum(axis=1))}
+    return stages
+
+
+def _per_frame_cpu(cpu: np.ndarray, cpu_total: float) -> dict[str, float]:
+    """Mean CPU ms per frame: the frame loop, without capture, and the whole process."""
+    n = len(cpu)
+    return {
+        # The frame loop's own thread: what the pipeline costs per frame.
+        "loop": round(float(cpu.sum()) / n * 1e3, 4),
+        "loop_without_capture": round(float(cpu[:, 1:].sum()) / n * 1e3, 4),
+        # Every thread of the process (sink writer, capture thread) over the whole run,
+        # start-up and shutdown included.
+        "process": round(cpu_total / n * 1e3, 4),
+    }
+
+
+def _rss_mb(samples: list[float]) -> dict[str, Any]:
+    """Peak RSS of the process, and the median of the second half of the run's samples."""
+    steady = samples[len(samples) // 2 :] or samples
+    return {
+        "peak": round(peak_rss_mb(), 1),
+        "steady": round(float(np.median(steady)), 1) if steady else None,
+    }
+
+
+def _startup(col: _Collector, origin_known: bool) -> dict[str, Any]:
+    """Seconds from the origin (process start if known) to the first frame and event."""
+    return {
+        "origin": "process start" if origin_known else "bench start",
+        "first_frame": None if col.first_frame_s is None else round(col.first_frame_s, 3),
+        "first_event": None if col.first_event_s is None else round(col.first_event_s, 3),
+    }
+
+
+def _detector_counts(run_cfg: EdgeConfig, finder: FaceFinder | None) -> dict[str, Any]:
+    """What the detector schedule did: full passes, ROI passes, motion-gate counts."""
+    return {
+        "type": run_cfg.detector.type,
+        "motion_gate": run_cfg.detector.motion_gate,
+        "full_runs": finder.full_runs if finder else None,
+        "roi_runs": finder.roi_runs if finder else None,
+        # Motion-gated schedule only (0 otherwise): frames whose moving regions were
+        # searched, and full passes triggered by wide motion / by full_every.
+        "motion_runs": finder.motion_runs if finder else None,
+        "motion_full_runs": finder.motion_full_runs if finder else None,
+        "periodic_full_runs": finder.periodic_full_runs if finder else None,
+        "motion_skipped": finder.motion_skipped if finder else None,
+        "motion_area": round(finder.motion_area, 3) if finder else None,
+    }
 
 
 def format_report(report: dict[str, Any]) -> str:

@@ -9,18 +9,22 @@ event lines.
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from edge import __version__
 from edge.atomic import write_json, write_text_atomic
 from edge.errors import ConfigError, DetectorError, FerEdgeError
 from edge.liveness import DEFAULT_EXPIRY_S
 from edge.redact import redact_secrets
+
+if TYPE_CHECKING:
+    from edge.config import EdgeConfig
 
 log = logging.getLogger("edge.cli")
 
@@ -36,11 +40,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--version", action="version", version=f"fer-edge {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_run_parser(sub)
+    _add_info_parser(sub)
+    _add_validate_parser(sub)
+    _add_monitor_parser(sub)
+    _add_dashboard_parser(sub)
+    _add_bench_parser(sub)
+    return p
 
-    r = sub.add_parser(
+
+def _add_run_parser(sub: Any) -> None:
+    """``fer-edge run`` flags (they override the config, see :func:`run_overrides`)."""
+    r = add_command(
+        sub,
         "run",
-        help="run the pipeline (default: bundled model and sample video, events on stdout)",
-        description="Run the pipeline. Flags override the config file, which overrides defaults.",
+        cmd_run,
+        "run the pipeline (default: bundled model and sample video, events on stdout)",
     )
     r.add_argument("--config", type=Path, help="TOML config file (e.g. /etc/fer-edge/config.toml)")
     r.add_argument(
@@ -64,7 +79,11 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--loop", action="store_true", help="file source: replay forever")
     r.add_argument("--log-level", choices=_LOG_LEVELS, type=str.upper)
 
+
+def _add_info_parser(sub: Any) -> None:
+    """``fer-edge info`` flags."""
     i = sub.add_parser("info", help="show a model's metadata, path and sha256")
+    i.set_defaults(func=cmd_info)
     i.add_argument("model", nargs="?", type=Path, help="model file (default: the bundled model)")
     i.add_argument("--json", action="store_true", help="machine-readable JSON")
     i.add_argument(
@@ -74,7 +93,11 @@ def build_parser() -> argparse.ArgumentParser:
         "augmentation, ensemble, temperature); default: the package defaults",
     )
 
+
+def _add_validate_parser(sub: Any) -> None:
+    """``fer-edge validate-config`` flags."""
     v = sub.add_parser("validate-config", help="check a config file; exit 0 if valid, 2 if not")
+    v.set_defaults(func=cmd_validate_config)
     v.add_argument("config", type=Path)
     v.add_argument(
         "--schema-only",
@@ -82,20 +105,26 @@ def build_parser() -> argparse.ArgumentParser:
         help="check keys and values only, not that the model/source files exist (CI, examples)",
     )
 
+
+def _add_monitor_parser(sub: Any) -> None:
+    """``fer-edge monitor`` flags (the table lives in :mod:`edge.monitor`)."""
     m = sub.add_parser("monitor", help="live per-device table of events from a broker")
+    m.set_defaults(func=cmd_monitor)
     m.add_argument("--mqtt-url", required=True, help="broker URL (mqtt://host:1883)")
     m.add_argument("--prefix", default="fer", help="topic prefix (default: fer)")
     m.add_argument("--json", action="store_true", help="print received messages as JSON lines")
-    m.add_argument(
+    _add_stale_flag(m)
+
+
+def _add_stale_flag(p: argparse.ArgumentParser) -> None:
+    """``--stale-after-s``: when a silent ``online`` device is shown stale (monitor, dashboard)."""
+    p.add_argument(
         "--stale-after-s",
         type=float,
         default=DEFAULT_EXPIRY_S,
         help="show an online device as stale after this many seconds without a sign of life "
         f"(default {DEFAULT_EXPIRY_S}; an MQTT 5 status expiry takes precedence)",
     )
-    _add_dashboard_parser(sub)
-    _add_bench_parser(sub)
-    return p
 
 
 def _add_detector_flag(p: argparse.ArgumentParser) -> None:
@@ -112,12 +141,11 @@ def _add_detector_flag(p: argparse.ArgumentParser) -> None:
 
 def _add_bench_parser(sub: Any) -> None:
     """``fer-edge bench`` flags (the benchmark lives in :mod:`edge.bench`)."""
-    b = sub.add_parser(
+    b = add_command(
+        sub,
         "bench",
-        help="per-stage CPU/wall time, FPS, memory and start-up on a video file",
-        description="Run the pipeline on a file for N frames and report per-stage CPU and wall "
-        "time (p50/p95), end-to-end FPS, RSS (peak, steady) and start-up to the first event. "
-        "Pin it to one core for comparable numbers: taskset -c 0 fer-edge bench ...",
+        _cmd_bench,
+        "per-stage CPU/wall time, FPS, memory and start-up on a video file",
     )
     b.add_argument(
         "--source", help="video file or image folder (default: the bundled sample video)"
@@ -135,12 +163,11 @@ def _add_bench_parser(sub: Any) -> None:
 
 def _add_dashboard_parser(sub: Any) -> None:
     """``fer-edge dashboard`` flags (the server lives in :mod:`edge.dashboard.server`)."""
-    d = sub.add_parser(
+    d = add_command(
+        sub,
         "dashboard",
-        help="live web dashboard of the devices on a broker (needs fer-edge[dashboard])",
-        description="Serve a live web page of every device under --prefix: status, faces with "
-        "emotion and confidence, a rolling per-emotion chart and stats. Binds 127.0.0.1 unless "
-        "--host says otherwise; any other address needs --basic-auth (or --insecure-no-auth).",
+        _cmd_dashboard,
+        "live web dashboard of the devices on a broker (needs fer-edge[dashboard])",
     )
     d.add_argument("--mqtt-url", required=True, help="broker URL (mqtt://host:1883, mqtts://...)")
     d.add_argument("--port", type=int, default=8080, help="HTTP port (default: 8080)")
@@ -161,17 +188,26 @@ def _add_dashboard_parser(sub: Any) -> None:
         action="store_true",
         help="allow a non-loopback --host without basic auth (anyone on the network can watch)",
     )
-    d.add_argument(
-        "--stale-after-s",
-        type=float,
-        default=DEFAULT_EXPIRY_S,
-        help="show an online device as stale after this many seconds without a sign of life "
-        f"(default {DEFAULT_EXPIRY_S}; an MQTT 5 status expiry takes precedence)",
-    )
+    _add_stale_flag(d)
     d.add_argument(
         "--history-min", type=float, default=10.0, help="minutes shown in the charts (default 10)"
     )
     d.add_argument("--log-level", choices=_LOG_LEVELS, type=str.upper, default="INFO")
+
+
+def add_command(
+    sub: Any, name: str, func: Callable[[argparse.Namespace], int | None], summary: str
+) -> argparse.ArgumentParser:
+    """Register sub-command ``name`` (fer-edge's and fer-train's), run by ``func``.
+
+    ``summary`` is the line in the command list; ``func``'s docstring is the ``--help``
+    description, so what a command does is written once, where it is done.
+    """
+    p: argparse.ArgumentParser = sub.add_parser(
+        name, help=summary, description=inspect.getdoc(func)
+    )
+    p.set_defaults(func=func)
+    return p
 
 
 def setup_logging(level: str) -> None:
@@ -216,7 +252,7 @@ def run_overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    """``fer-edge run``."""
+    """Run the pipeline. Flags override the config file, which overrides defaults."""
     from edge.config import load_config
 
     setup_logging(args.log_level or "INFO")
@@ -265,20 +301,13 @@ def _model_override(value: Path) -> dict[str, Any]:
 def cmd_info(args: argparse.Namespace) -> int:
     """``fer-edge info``."""
     from edge.classify.deployed import open_configured
-    from edge.config import BUNDLED_MODELS, default_model_path, load_config
+    from edge.config import load_config
     from edge.errors import ModelError
 
     setup_logging("ERROR")
     overrides = {} if args.model is None else {"model": _model_override(args.model)}
     cfg = load_config(args.config, overrides)
-    if args.model is None and args.config is None:
-        path = default_model_path()
-    elif args.model is not None and str(args.model) in BUNDLED_MODELS and not args.model.exists():
-        path = default_model_path(str(args.model))
-    elif args.model is not None:
-        path = args.model
-    else:
-        path = cfg.model.resolved_path()
+    path = _info_model_path(args, cfg)
     if not path.is_file():
         raise ModelError(f"model file {path} does not exist")
     info = model_info(path)
@@ -287,11 +316,30 @@ def cmd_info(args: argparse.Namespace) -> int:
     clf.close()
     if args.json:
         print(json.dumps(info, indent=2, sort_keys=True))
-        return 0
+    else:
+        print("\n".join(_info_lines(info)))
+    return 0
+
+
+def _info_model_path(args: argparse.Namespace, cfg: EdgeConfig) -> Path:
+    """The file ``fer-edge info`` describes: the flag's model, else the config's, else bundled."""
+    from edge.config import BUNDLED_MODELS, default_model_path
+
+    if args.model is None and args.config is None:
+        return default_model_path()
+    if args.model is not None and str(args.model) in BUNDLED_MODELS and not args.model.exists():
+        return default_model_path(str(args.model))
+    if args.model is not None:
+        return Path(args.model)
+    return cfg.model.resolved_path()
+
+
+def _info_lines(info: dict[str, Any]) -> list[str]:
+    """The human-readable form of :func:`model_info` plus its ``deployed`` block."""
     meta = info["metadata"]
     dep = info["deployed"]
     c = meta["contract"]
-    lines = [
+    return [
         f"model:        {info['path']}",
         f"sha256:       {info['sha256']}",
         f"size:         {info['bytes']} bytes",
@@ -306,8 +354,6 @@ def cmd_info(args: argparse.Namespace) -> int:
         f"deployed:     tta={dep['tta']}, {len(dep['ensemble'])} model(s), temperature "
         f"{dep['temperature']:.3f} ({dep['calibration_source']})",
     ]
-    print("\n".join(lines))
-    return 0
 
 
 def cmd_validate_config(args: argparse.Namespace) -> int:
@@ -358,7 +404,9 @@ def cmd_monitor(args: argparse.Namespace) -> int:
 
 
 def _cmd_dashboard(args: argparse.Namespace) -> int:
-    """``fer-edge dashboard``: delegate to :func:`edge.dashboard.server.run_dashboard`."""
+    """Serve a live web page of every device under --prefix: status, faces with emotion and
+    confidence, a rolling per-emotion chart and stats. Binds 127.0.0.1 unless --host says
+    otherwise; any other address needs --basic-auth (or --insecure-no-auth)."""
     import os
 
     from edge.subscribe.link import subscriber_config
@@ -391,7 +439,9 @@ def _cmd_dashboard(args: argparse.Namespace) -> int:
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
-    """``fer-edge bench``: delegate to :func:`edge.bench.run_bench`."""
+    """Run the pipeline on a file for N frames and report per-stage CPU and wall time
+    (p50/p95), end-to-end FPS, RSS (peak, steady) and start-up to the first event. Pin it to
+    one core for comparable numbers: taskset -c 0 fer-edge bench ..."""
     from edge import bench
     from edge.config import load_config, source_override
 
@@ -414,16 +464,6 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
-_COMMANDS = {
-    "run": cmd_run,
-    "info": cmd_info,
-    "validate-config": cmd_validate_config,
-    "monitor": cmd_monitor,
-    "dashboard": _cmd_dashboard,
-    "bench": _cmd_bench,
-}
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``fer-edge`` console script.
 
@@ -432,11 +472,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         130 when interrupted during start-up.
     """
     args = build_parser().parse_args(argv)
+    return run_command(args.func, args, "fer-edge", f"fer-edge {args.command}")
+
+
+def run_command(
+    func: Callable[[argparse.Namespace], int | None],
+    args: argparse.Namespace,
+    prog: str,
+    who: str | None = None,
+) -> int:
+    """Run one parsed command the way every fer-* console script does (fer-train too).
+
+    An expected failure prints ``<who>: error: <message>`` to stderr, without a traceback.
+
+    Returns:
+        The command's exit code (None counts as 0), the error's ``exit_code`` (2 for bad input),
+        or 130 when interrupted.
+    """
     try:
-        return _COMMANDS[args.command](args)
+        return int(func(args) or 0)
     except FerEdgeError as e:
-        print(f"fer-edge {args.command}: error: {e}", file=sys.stderr)
+        print(f"{who or prog}: error: {e}", file=sys.stderr)
         return e.exit_code
     except KeyboardInterrupt:
-        print("fer-edge: interrupted", file=sys.stderr)
+        print(f"{prog}: interrupted", file=sys.stderr)
         return 130

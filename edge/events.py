@@ -155,52 +155,9 @@ class Event:
         Raises:
             EventDecodeError: naming the offending key.
         """
-        if not isinstance(d, dict):
-            raise EventDecodeError(f"event must be a JSON object, got {type(d).__name__}")
-        expected = {
-            "schema", "event_id", "device_id", "ts", "frame", "track_id", "type", "bbox",
-            "emotion", "confidence", "scores", "model",
-        }  # fmt: skip
-        missing = expected - set(d)
-        if missing:
-            raise EventDecodeError(f"event is missing keys {sorted(missing)}")
-        extra = set(d) - expected
-        if extra:
-            raise EventDecodeError(f"event has unknown keys {sorted(extra)}")
-        if d["schema"] != SCHEMA:
-            raise EventDecodeError(f"event schema {d['schema']!r} is not {SCHEMA!r}")
-        for key in ("event_id", "device_id", "ts", "emotion"):
-            if not isinstance(d[key], str) or not d[key]:
-                raise EventDecodeError(f"event key {key!r} must be a non-empty string")
-        for key in ("frame", "track_id"):
-            if not isinstance(d[key], int) or isinstance(d[key], bool) or d[key] < 0:
-                raise EventDecodeError(f"event key {key!r} must be a non-negative integer")
-        if d["type"] not in EVENT_TYPES:
-            raise EventDecodeError(f"event type {d['type']!r} is not one of {list(EVENT_TYPES)}")
-        bbox = d["bbox"]
-        if (
-            not isinstance(bbox, list)
-            or len(bbox) != 4
-            or not all(isinstance(v, int) and not isinstance(v, bool) for v in bbox)
-        ):
-            raise EventDecodeError("event key 'bbox' must be a list of 4 integers [x, y, w, h]")
-        scores = d["scores"]
-        if not isinstance(scores, dict) or not scores:
-            raise EventDecodeError("event key 'scores' must be a non-empty object")
-        for label, p in scores.items():
-            if not _is_prob(p):
-                raise EventDecodeError(f"event score for {label!r} must be a number in 0..1")
-        if d["emotion"] not in scores:
-            raise EventDecodeError(f"event emotion {d['emotion']!r} is not a key of 'scores'")
-        if not _is_prob(d["confidence"]):
-            raise EventDecodeError("event key 'confidence' must be a number in 0..1")
-        model = d["model"]
-        if (
-            not isinstance(model, dict)
-            or set(model) != {"name", "sha256"}
-            or not all(isinstance(v, str) for v in model.values())
-        ):
-            raise EventDecodeError("event key 'model' must be {name: str, sha256: str}")
+        _check_keys(d)
+        _check_fields(d)
+        bbox, scores, model = d["bbox"], d["scores"], d["model"]
         return cls(
             event_id=d["event_id"],
             device_id=d["device_id"],
@@ -225,6 +182,69 @@ class Event:
             # RecursionError: absurdly nested arrays/objects ("[[[[..."), a cheap hostile payload.
             raise EventDecodeError(f"event is not valid JSON: {e}") from None
         return cls.from_dict(d)
+
+
+_EVENT_KEYS = frozenset(
+    {
+        "schema", "event_id", "device_id", "ts", "frame", "track_id", "type", "bbox",
+        "emotion", "confidence", "scores", "model",
+    }
+)  # fmt: skip
+
+
+def _check_keys(d: Any) -> None:
+    """``d`` is an object with exactly the keys of a ``fer.event/1`` event."""
+    if not isinstance(d, dict):
+        raise EventDecodeError(f"event must be a JSON object, got {type(d).__name__}")
+    missing = _EVENT_KEYS - set(d)
+    if missing:
+        raise EventDecodeError(f"event is missing keys {sorted(missing)}")
+    extra = set(d) - _EVENT_KEYS
+    if extra:
+        raise EventDecodeError(f"event has unknown keys {sorted(extra)}")
+    if d["schema"] != SCHEMA:
+        raise EventDecodeError(f"event schema {d['schema']!r} is not {SCHEMA!r}")
+
+
+def _check_fields(d: dict[str, Any]) -> None:
+    """Every value of an event has its type and range (the first problem is reported)."""
+    for key in ("event_id", "device_id", "ts", "emotion"):
+        if not isinstance(d[key], str) or not d[key]:
+            raise EventDecodeError(f"event key {key!r} must be a non-empty string")
+    for key in ("frame", "track_id"):
+        if not isinstance(d[key], int) or isinstance(d[key], bool) or d[key] < 0:
+            raise EventDecodeError(f"event key {key!r} must be a non-negative integer")
+    if d["type"] not in EVENT_TYPES:
+        raise EventDecodeError(f"event type {d['type']!r} is not one of {list(EVENT_TYPES)}")
+    bbox = d["bbox"]
+    if (
+        not isinstance(bbox, list)
+        or len(bbox) != 4
+        or not all(isinstance(v, int) and not isinstance(v, bool) for v in bbox)
+    ):
+        raise EventDecodeError("event key 'bbox' must be a list of 4 integers [x, y, w, h]")
+    _check_scores(d)
+    model = d["model"]
+    if (
+        not isinstance(model, dict)
+        or set(model) != {"name", "sha256"}
+        or not all(isinstance(v, str) for v in model.values())
+    ):
+        raise EventDecodeError("event key 'model' must be {name: str, sha256: str}")
+
+
+def _check_scores(d: dict[str, Any]) -> None:
+    """Scores are probabilities, the emotion is one of them, the confidence is one too."""
+    scores = d["scores"]
+    if not isinstance(scores, dict) or not scores:
+        raise EventDecodeError("event key 'scores' must be a non-empty object")
+    for label, p in scores.items():
+        if not _is_prob(p):
+            raise EventDecodeError(f"event score for {label!r} must be a number in 0..1")
+    if d["emotion"] not in scores:
+        raise EventDecodeError(f"event emotion {d['emotion']!r} is not a key of 'scores'")
+    if not _is_prob(d["confidence"]):
+        raise EventDecodeError("event key 'confidence' must be a number in 0..1")
 
 
 def _is_prob(v: Any) -> bool:

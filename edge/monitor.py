@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from edge.liveness import DEFAULT_EXPIRY_S
+from edge.publish.config import MqttSinkConfig
 from edge.subscribe.fleet import DeviceView, Fleet
 from edge.subscribe.link import UNREACHABLE, BrokerLink, subscriber_config
 from edge.subscribe.messages import Message, printable
@@ -211,6 +212,24 @@ def run_monitor(
         ca_file=ca_file, cert_file=cert_file, key_file=key_file,
     )  # fmt: skip
     fleet = new_fleet(prefix, stale_after_s)
+    screen = _Screen(stream, redraw, refresh_s, as_json, cfg.safe_url())
+    _watch(cfg, fleet, screen, client_id, ready, (max_seconds, max_events))
+    return 0
+
+
+def _watch(
+    cfg: MqttSinkConfig,
+    fleet: Fleet,
+    screen: _Screen,
+    client_id: str | None,
+    ready: threading.Event | None,
+    limits: tuple[float | None, int | None],
+) -> None:
+    """Subscribe, follow until a limit or Ctrl-C, draw the last table and log what was dropped.
+
+    Raises:
+        PublishError: if the broker refuses the login (retrying cannot help).
+    """
     inbox: queue.Queue[Message] = queue.Queue()  # paho's thread -> this one
     link = BrokerLink(
         cfg,
@@ -221,10 +240,9 @@ def run_monitor(
         client_id=client_id,
         on_ready=ready.set if ready is not None else None,
     )
-    screen = _Screen(stream, redraw, refresh_s, as_json, cfg.safe_url())
     link.start()
     try:
-        _follow(link, inbox, fleet, screen, max_seconds, max_events)
+        _follow(link, inbox, fleet, screen, *limits)
     except KeyboardInterrupt:
         pass
     finally:
@@ -237,7 +255,6 @@ def run_monitor(
             fleet.duplicates,
             fleet.bad_payloads,
         )
-    return 0
 
 
 def _follow(

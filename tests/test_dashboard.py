@@ -21,7 +21,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -242,6 +242,15 @@ class Chromium:
         self.port = int(port_file.read_text().splitlines()[0])
         self._id = 0
 
+    @contextlib.asynccontextmanager
+    async def open_page(self, url: str) -> AsyncIterator[Any]:
+        """The page's DevTools websocket, with page events on, navigated to ``url``."""
+        async with aiohttp.ClientSession() as session:
+            async with session.ws_connect(self.page_ws(), max_msg_size=0) as ws:
+                await self.call(ws, "Page.enable")
+                await self.call(ws, "Page.navigate", url=url)
+                yield ws
+
     def page_ws(self) -> str:
         with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/json/list", timeout=5) as r:
             pages = [p for p in json.load(r) if p.get("type") == "page"]
@@ -365,61 +374,56 @@ def test_browser_renders_devices_faces_and_live_updates(
     chrome = Chromium(tmp_path)
 
     async def drive() -> bytes:
-        async with aiohttp.ClientSession() as session:
-            async with session.ws_connect(chrome.page_ws(), max_msg_size=0) as ws:
-                await chrome.call(ws, "Page.enable")
-                await chrome.call(ws, "Page.navigate", url=base + "/")
-                card = "document.querySelector('section.device[data-device=\"door-cam\"]')"
-                await chrome.wait_js(ws, f"{card} !== null")
-                await chrome.wait_js(ws, f"{card}.querySelectorAll('tr.face').length === 2")
-                assert await chrome.js(ws, f"{card}.querySelector('.status').textContent") == (
-                    "online"
+        async with chrome.open_page(base + "/") as ws:
+            card = "document.querySelector('section.device[data-device=\"door-cam\"]')"
+            await chrome.wait_js(ws, f"{card} !== null")
+            await chrome.wait_js(ws, f"{card}.querySelectorAll('tr.face').length === 2")
+            assert await chrome.js(ws, f"{card}.querySelector('.status').textContent") == "online"
+            emotions = await chrome.js(
+                ws,
+                f"[...{card}.querySelectorAll('.face-emotion')].map(e => e.textContent)",
+            )
+            assert emotions == ["happy", "neutral"]
+            text = await chrome.js(ws, f"{card}.innerText")
+            for needle in ("door-cam", "82%", "14.8", "41.2 ms", "63.9 ms", "1h 2m"):
+                assert needle in text, (needle, text)
+            lobby_status = (
+                "document.querySelector('section.device[data-device=\"lobby-cam\"] .status')"
+            )
+            await chrome.wait_js(ws, f"{lobby_status}.textContent === 'stopped'")
+            # A stopped device watches nobody: its face is gone.
+            lobby = f"{lobby_status}.closest('section')"
+            assert await chrome.js(ws, f"{lobby}.querySelectorAll('tr.face').length") == 0
+            assert "no faces" in await chrome.js(ws, f"{lobby}.innerText")
+            stream = "document.getElementById('stream').textContent"
+            await chrome.wait_js(ws, f"{stream} === 'live'")
+            # Live: a change arrives through SSE without a reload.
+            for i, emotion in enumerate(("surprise", "happy", "surprise")):
+                await asyncio.sleep(0.8)  # spread out: steps in the chart
+                door.publish_event(
+                    ev("door-cam", 2, "change", emotion, 0.7 + i / 20, (420, 90, 90, 90))
                 )
-                emotions = await chrome.js(
-                    ws,
-                    f"[...{card}.querySelectorAll('.face-emotion')].map(e => e.textContent)",
-                )
-                assert emotions == ["happy", "neutral"]
-                text = await chrome.js(ws, f"{card}.innerText")
-                for needle in ("door-cam", "82%", "14.8", "41.2 ms", "63.9 ms", "1h 2m"):
-                    assert needle in text, (needle, text)
-                lobby_status = (
-                    "document.querySelector('section.device[data-device=\"lobby-cam\"] .status')"
-                )
-                await chrome.wait_js(ws, f"{lobby_status}.textContent === 'stopped'")
-                # A stopped device watches nobody: its face is gone.
-                lobby = f"{lobby_status}.closest('section')"
-                assert await chrome.js(ws, f"{lobby}.querySelectorAll('tr.face').length") == 0
-                assert "no faces" in await chrome.js(ws, f"{lobby}.innerText")
-                stream = "document.getElementById('stream').textContent"
-                await chrome.wait_js(ws, f"{stream} === 'live'")
-                # Live: a change arrives through SSE without a reload.
-                for i, emotion in enumerate(("surprise", "happy", "surprise")):
-                    await asyncio.sleep(0.8)  # spread out: steps in the chart
-                    door.publish_event(
-                        ev("door-cam", 2, "change", emotion, 0.7 + i / 20, (420, 90, 90, 90))
-                    )
-                await chrome.wait_js(
-                    ws,
-                    f"[...{card}.querySelectorAll('.face-emotion')].map(e => e.textContent)"
-                    ".join() === 'happy,surprise'",
-                )
-                # The chart was drawn (some non-background pixels on the canvas).
-                drawn = await chrome.js(
-                    ws,
-                    f"(() => {{ const c = {card}.querySelector('canvas');"
-                    " const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;"
-                    " let n = 0; for (let i = 3; i < d.length; i += 4) if (d[i]) n++;"
-                    " return n; })()",
-                )
-                assert drawn > 500
-                await chrome.call(
-                    ws, "Emulation.setDeviceMetricsOverride",
-                    width=1280, height=800, deviceScaleFactor=1, mobile=False,
-                )  # fmt: skip
-                await asyncio.sleep(1.2)  # one chart tick at the new size
-                shot = await chrome.call(ws, "Page.captureScreenshot", format="png")
-                return base64.b64decode(shot["data"])
+            await chrome.wait_js(
+                ws,
+                f"[...{card}.querySelectorAll('.face-emotion')].map(e => e.textContent)"
+                ".join() === 'happy,surprise'",
+            )
+            # The chart was drawn (some non-background pixels on the canvas).
+            drawn = await chrome.js(
+                ws,
+                f"(() => {{ const c = {card}.querySelector('canvas');"
+                " const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;"
+                " let n = 0; for (let i = 3; i < d.length; i += 4) if (d[i]) n++;"
+                " return n; })()",
+            )
+            assert drawn > 500
+            await chrome.call(
+                ws, "Emulation.setDeviceMetricsOverride",
+                width=1280, height=800, deviceScaleFactor=1, mobile=False,
+            )  # fmt: skip
+            await asyncio.sleep(1.2)  # one chart tick at the new size
+            shot = await chrome.call(ws, "Page.captureScreenshot", format="png")
+            return base64.b64decode(shot["data"])
 
     try:
         png = asyncio.run(drive())
@@ -481,29 +485,24 @@ def test_browser_shows_a_silent_device_as_stale(mosquitto: Mosquitto, tmp_path: 
         chrome = Chromium(tmp_path)
 
         async def drive() -> float:
-            async with aiohttp.ClientSession() as session:
-                async with session.ws_connect(chrome.page_ws(), max_msg_size=0) as ws:
-                    await chrome.call(ws, "Page.enable")
-                    await chrome.call(ws, "Page.navigate", url=base + "/")
-                    card = "document.querySelector('section.device[data-device=\"quiet-cam\"]')"
-                    status = f"{card}.querySelector('.status')"
-                    await chrome.wait_js(
-                        ws, f"{card} !== null && {status}.textContent === 'online'"
-                    )
-                    await chrome.wait_js(ws, f"{card}.querySelectorAll('tr.face').length === 1")
-                    proxy.forward_up = proxy.forward_down = False
-                    silent = time.monotonic()
-                    await chrome.wait_js(ws, f"{status}.textContent === 'stale'", timeout=6)
-                    took = time.monotonic() - silent
-                    assert await chrome.js(ws, f"{status}.classList.contains('stale')")
-                    # The pill can turn by the page's own clock first; the server's push that
-                    # clears the faces follows within its push interval.
-                    await chrome.wait_js(
-                        ws, f"{card}.querySelectorAll('tr.face').length === 0", timeout=2
-                    )
-                    summary = "document.getElementById('summary').textContent"
-                    assert await chrome.js(ws, summary) == "1 device, 0 online"
-                    return took
+            async with chrome.open_page(base + "/") as ws:
+                card = "document.querySelector('section.device[data-device=\"quiet-cam\"]')"
+                status = f"{card}.querySelector('.status')"
+                await chrome.wait_js(ws, f"{card} !== null && {status}.textContent === 'online'")
+                await chrome.wait_js(ws, f"{card}.querySelectorAll('tr.face').length === 1")
+                proxy.forward_up = proxy.forward_down = False
+                silent = time.monotonic()
+                await chrome.wait_js(ws, f"{status}.textContent === 'stale'", timeout=6)
+                took = time.monotonic() - silent
+                assert await chrome.js(ws, f"{status}.classList.contains('stale')")
+                # The pill can turn by the page's own clock first; the server's push that
+                # clears the faces follows within its push interval.
+                await chrome.wait_js(
+                    ws, f"{card}.querySelectorAll('tr.face').length === 0", timeout=2
+                )
+                summary = "document.getElementById('summary').textContent"
+                assert await chrome.js(ws, summary) == "1 device, 0 online"
+                return took
 
         try:
             took = asyncio.run(drive())

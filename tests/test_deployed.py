@@ -7,7 +7,6 @@ import dataclasses
 import json
 import math
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -26,14 +25,13 @@ from edge.classify.deployed import (
 from edge.config import ModelConfig, default_model_path, load_config
 from edge.errors import ConfigError, ModelError
 from edge.model_meta import embed_metadata, read_metadata
+from edge.testing.cli import run_module
 from train.calibration import (
     expected_calibration_error,
     fit_temperature,
     nll,
     reliability_bins,
 )
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -107,13 +105,7 @@ def test_members_with_other_labels_are_refused_at_start_up(tmp_path: Path) -> No
 
     cfg = tmp_path / "ens.toml"
     cfg.write_text(f'[model]\nensemble = ["cnn", "{swapped}"]\n')
-    proc = subprocess.run(
-        [sys.executable, "-m", "edge", "run", "--config", str(cfg), "--max-frames", "3"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=REPO,
-    )
+    proc = run_module("edge", "run", "--config", str(cfg), "--max-frames", "3")
     assert proc.returncode == 2, proc.stderr
     assert "disagree on labels" in proc.stderr and "Traceback" not in proc.stderr
     assert proc.stdout == ""  # no event was published by a half-started pipeline
@@ -134,13 +126,7 @@ def test_model_config_rejects_bad_settings() -> None:
 def test_validate_config_checks_every_ensemble_member(tmp_path: Path) -> None:
     cfg = tmp_path / "c.toml"
     cfg.write_text('[model]\nensemble = ["cnn", "missing-member.tflite"]\n')
-    proc = subprocess.run(
-        [sys.executable, "-m", "edge", "validate-config", str(cfg)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=REPO,
-    )
+    proc = run_module("edge", "validate-config", str(cfg), timeout=60)
     assert proc.returncode == 2
     assert "model.ensemble[1]" in proc.stderr and "missing-member.tflite" in proc.stderr
 
@@ -206,13 +192,7 @@ def test_info_json_shows_the_deployed_setting(tmp_path: Path) -> None:
     cfg.write_text(
         '[model]\ntta = "flip_shift"\nensemble = ["cnn", "cnn_lstm"]\ntemperature = 1.3\n'
     )
-    proc = subprocess.run(
-        [sys.executable, "-m", "edge", "info", "--json", "--config", str(cfg)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=REPO,
-    )
+    proc = run_module("edge", "info", "--json", "--config", str(cfg), timeout=60)
     assert proc.returncode == 0, proc.stderr
     dep = json.loads(proc.stdout)["deployed"]
     assert dep["tta"] == "flip_shift" and dep["views"] == 6
@@ -221,25 +201,13 @@ def test_info_json_shows_the_deployed_setting(tmp_path: Path) -> None:
         str(default_model_path("cnn_lstm")),
     ]
     assert dep["temperature"] == 1.3 and dep["calibration_source"] == "config"
-    plain = subprocess.run(
-        [sys.executable, "-m", "edge", "info", "--json"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=REPO,
-    )
+    plain = run_module("edge", "info", "--json", timeout=60)
     default = json.loads(plain.stdout)["deployed"]
     assert default["tta"] == ModelConfig().tta and len(default["ensemble"]) == 1
 
 
 def _fer_train(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "train", *args],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=REPO,
-    )
+    return run_module("train", *args, timeout=300)
 
 
 @pytest.mark.slow

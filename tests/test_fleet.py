@@ -12,14 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from edge.events import Event, ModelRef
+from edge.events import Event
 from edge.publish.config import MqttSinkConfig
 from edge.publish.mqtt import MqttSink
 from edge.testing.broker import Mosquitto, Subscriber
+from edge.testing.mqtt import make_events
 
 pytestmark = [pytest.mark.broker, pytest.mark.slow]
-
-MODEL = ModelRef("test_model", "0" * 64)
 
 
 def bridge_lines(name: str, site: Mosquitto) -> list[str]:
@@ -32,21 +31,6 @@ def bridge_lines(name: str, site: Mosquitto) -> list[str]:
         f"remote_clientid bridge-{name}",
         "bridge_protocol_version mqttv311",
         "restart_timeout 1",
-    ]
-
-
-def _events(device: str, n: int) -> list[Event]:
-    return [
-        Event.create(
-            device_id=device,
-            frame=i,
-            track_id=1,
-            type="update",
-            bbox=(10, 20, 30, 40),
-            scores={"happy": 0.8, "neutral": 0.2},
-            model=MODEL,
-        )
-        for i in range(n)
     ]
 
 
@@ -75,7 +59,7 @@ def test_events_cross_a_mosquitto_bridge(tmp_path: Path) -> None:
                     ),
                     timeout=20,
                 ), sub.messages
-                sent = {s.device_id: _events(s.device_id, 20) for s in sinks}
+                sent = {s.device_id: make_events(20, s.device_id) for s in sinks}
                 for s in sinks:
                     for ev in sent[s.device_id]:
                         s.publish_event(ev)

@@ -25,7 +25,7 @@ from paho.mqtt.properties import Properties
 
 from edge.dashboard.state import DashboardState
 from edge.errors import ConfigError
-from edge.events import Event, ModelRef
+from edge.events import Event
 from edge.liveness import DEFAULT_EXPIRY_S, Liveness, heartbeat_interval, message_expiry
 from edge.monitor import new_fleet, render, run_monitor
 from edge.publish.config import MqttSinkConfig
@@ -35,20 +35,11 @@ from edge.publish.registry import parse_sink_config
 from edge.subscribe.link import subscriber_config
 from edge.subscribe.messages import Message
 from edge.testing.broker import Mosquitto, TcpProxy, free_port
-
-MODEL = ModelRef("m", "f" * 64)
-
-
-def wait_until(pred: Callable[[], bool], timeout: float = 10.0, step: float = 0.05) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return True
-        time.sleep(step)
-    return pred()
+from edge.testing.mqtt import TEST_MODEL, fast_sink_config, wait_until
 
 
 def event(device: str, frame: int) -> Event:
+    """An event with two scores (the dashboard's chart has a series per label seen)."""
     return Event.create(
         device_id=device,
         frame=frame,
@@ -56,7 +47,7 @@ def event(device: str, frame: int) -> Event:
         type="update",
         bbox=(1, 2, 30, 30),
         scores={"happy": 0.8, "sad": 0.2},
-        model=MODEL,
+        model=TEST_MODEL,
     )
 
 
@@ -222,16 +213,9 @@ class V5Subscriber:
 
 
 def sink_cfg(url: str, **kw: Any) -> MqttSinkConfig:
-    base: dict[str, Any] = {
-        "type": "mqtt",
-        "url": url,
-        "reconnect_min_s": 0.2,
-        "reconnect_max_s": 0.5,
-        "keepalive_s": 6,
-        "status_expiry_s": 3,
-        "homeassistant": False,
-    }
-    return MqttSinkConfig(**{**base, **kw})
+    """A sink with a 3 s status expiry (heartbeat every second) and no HA discovery."""
+    base = {"reconnect_min_s": 0.2, "reconnect_max_s": 0.5, "keepalive_s": 6}
+    return fast_sink_config(url, **{**base, "status_expiry_s": 3, "homeassistant": False, **kw})
 
 
 @pytest.mark.broker

@@ -16,73 +16,38 @@ from pathlib import Path
 import pytest
 
 from edge.errors import ConfigError, PublishError
-from edge.events import Event, ModelRef
-from edge.publish.config import MqttSinkConfig
+from edge.events import Event
 from edge.publish.jsonl import JsonlSink
 from edge.publish.mqtt import MqttSink
 from edge.publish.registry import SinkGroup
 from edge.testing.broker import Mosquitto, Subscriber, TcpProxy
+from edge.testing.mqtt import fast_sink_config, make_events, wait_until
 
 pytestmark = pytest.mark.broker
 
-MODEL = ModelRef("test_model", "0" * 64)
 SECRET = "s3cr3t-Pa55word"
-
-
-def make_events(n: int, device_id: str = "dev1", start: int = 0) -> list[Event]:
-    """``n`` distinct valid events."""
-    scores = {"happy": 0.7, "sad": 0.2, "neutral": 0.1}
-    return [
-        Event.create(
-            device_id=device_id,
-            frame=start + i,
-            track_id=i % 3,
-            type="update",
-            bbox=(10, 20, 30, 40),
-            scores=scores,
-            model=MODEL,
-        )
-        for i in range(n)
-    ]
-
-
-def cfg(url: str, **kw: object) -> MqttSinkConfig:
-    """Fast-retrying sink config for tests."""
-    base: dict[str, object] = {
-        "type": "mqtt",
-        "url": url,
-        "reconnect_min_s": 0.1,
-        "reconnect_max_s": 0.4,
-        "keepalive_s": 5,
-    }
-    base.update(kw)
-    return MqttSinkConfig.model_validate(base)
-
-
-def wait_until(pred: Callable[[], bool], timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return True
-        time.sleep(0.02)
-    return pred()
 
 
 def decoded(payloads: list[bytes]) -> list[Event]:
     return [Event.from_json(p) for p in payloads]
 
 
+def assert_delivered(sink: MqttSink, sub: Subscriber, n: int) -> None:
+    """Open ``sink`` and publish ``n`` events: ``sub`` gets all of them, in order."""
+    sink.open()
+    assert sink.wait_connected(10)
+    events = make_events(n, sink.device_id)
+    for ev in events:
+        sink.publish_event(ev)
+    assert sub.wait_for(lambda s: len(s.on(sink.topic_events)) == len(events))
+    assert decoded(sub.on(sink.topic_events)) == events
+
+
 def test_events_arrive_in_order_with_status(mosquitto: Mosquitto) -> None:
-    sink = MqttSink(cfg(mosquitto.url), "dev-arrive")
+    sink = MqttSink(fast_sink_config(mosquitto.url), "dev-arrive")
     sub = Subscriber(mosquitto.url, ["fer/dev-arrive/#"])
     try:
-        sink.open()
-        assert sink.wait_connected(10)
-        events = make_events(40, "dev-arrive")
-        for ev in events:
-            sink.publish_event(ev)
-        assert sub.wait_for(lambda s: len(s.on(sink.topic_events)) == 40)
-        assert decoded(sub.on(sink.topic_events)) == events
+        assert_delivered(sink, sub, 40)
         assert wait_until(lambda: sink.stats()["published"] == 40)
         st = sink.stats()
         assert st["connected"] is True
@@ -103,7 +68,7 @@ def test_events_arrive_in_order_with_status(mosquitto: Mosquitto) -> None:
 
 
 def test_online_is_retained_while_running(mosquitto: Mosquitto) -> None:
-    sink = MqttSink(cfg(mosquitto.url, topic_prefix="lab/x"), "dev-online")
+    sink = MqttSink(fast_sink_config(mosquitto.url, topic_prefix="lab/x"), "dev-online")
     sink.open()
     try:
         assert sink.wait_connected(10)
@@ -168,7 +133,7 @@ def test_broker_down_at_start_then_up_delivers_everything(
     _persistent_subscriber(broker, topic).close()
     broker.stop()
 
-    sink = MqttSink(cfg(broker.url), "dev-late")
+    sink = MqttSink(fast_sink_config(broker.url), "dev-late")
     with caplog.at_level(logging.WARNING, logger="edge.publish.mqtt"):
         sink.open()  # must not raise although nothing listens
         events = make_events(30, "dev-late")
@@ -205,7 +170,7 @@ def test_tiny_queue_counts_drops_exactly_and_keeps_the_newest(
     _persistent_subscriber(broker, topic).close()
     broker.stop()
 
-    sink = MqttSink(cfg(broker.url, queue_size=5), "dev-tiny")
+    sink = MqttSink(fast_sink_config(broker.url, queue_size=5), "dev-tiny")
     sink.open()
     events = make_events(12, "dev-tiny")
     for ev in events:
@@ -230,7 +195,7 @@ def test_tiny_queue_counts_drops_exactly_and_keeps_the_newest(
 
 def test_in_flight_events_are_resent_after_a_dropped_connection(mosquitto: Mosquitto) -> None:
     proxy = TcpProxy(mosquitto.host, mosquitto.port)
-    sink = MqttSink(cfg(proxy.url), "dev-inflight")
+    sink = MqttSink(fast_sink_config(proxy.url), "dev-inflight")
     sub = Subscriber(mosquitto.url, ["fer/dev-inflight/events"])
     try:
         sink.open()
@@ -259,7 +224,7 @@ def test_stats_topic_is_strict_json_without_secrets(
     mosquitto_factory: Callable[..., Mosquitto],
 ) -> None:
     broker = mosquitto_factory(passwords={"dev": SECRET})
-    sink = MqttSink(cfg(f"mqtt://dev:{SECRET}@127.0.0.1:{broker.port}"), "dev-stats")
+    sink = MqttSink(fast_sink_config(f"mqtt://dev:{SECRET}@127.0.0.1:{broker.port}"), "dev-stats")
     assert SECRET not in repr(sink)
     sub = Subscriber(broker.url, ["fer/dev-stats/stats"], username="dev", password=SECRET)
     try:
@@ -285,7 +250,7 @@ def test_wrong_password_is_a_clear_fatal_error(
 ) -> None:
     broker = mosquitto_factory(passwords={"dev": SECRET})
     wrong = "not-the-" + SECRET
-    sink = MqttSink(cfg(broker.url, username="dev", password=wrong), "dev-auth")
+    sink = MqttSink(fast_sink_config(broker.url, username="dev", password=wrong), "dev-auth")
     with caplog.at_level(logging.DEBUG):
         sink.open()
         with pytest.raises(PublishError, match="bad user name or password|not authorized"):
@@ -309,12 +274,13 @@ def test_password_from_env_and_from_file(
 ) -> None:
     broker = mosquitto_factory(passwords={"dev": SECRET})
     monkeypatch.setenv("FER_EDGE_MQTT_PASSWORD", SECRET)
-    by_env = MqttSink(cfg(broker.url, username="dev"), "dev-env")
+    by_env = MqttSink(fast_sink_config(broker.url, username="dev"), "dev-env")
     pw = tmp_path / "mqtt-password"
     pw.write_text(SECRET + "\n")
     monkeypatch.setenv("CREDS", str(tmp_path))
     by_file = MqttSink(
-        cfg(broker.url, username="dev", password_file="${CREDS}/mqtt-password"), "dev-file"
+        fast_sink_config(broker.url, username="dev", password_file="${CREDS}/mqtt-password"),
+        "dev-file",
     )
     for sink in (by_env, by_file):
         sink.open()
@@ -322,7 +288,9 @@ def test_password_from_env_and_from_file(
             assert sink.wait_connected(10)
         finally:
             sink.close(timeout=2)
-    missing = MqttSink(cfg(broker.url, username="dev", password_file=tmp_path / "nope"), "d")
+    missing = MqttSink(
+        fast_sink_config(broker.url, username="dev", password_file=tmp_path / "nope"), "d"
+    )
     with pytest.raises(ConfigError, match="nope"):
         missing.open()
 
@@ -331,7 +299,8 @@ def test_tls_with_password(mosquitto_factory: Callable[..., Mosquitto]) -> None:
     broker = mosquitto_factory(tls=True, passwords={"dev": SECRET})
     assert broker.url.startswith("mqtts://") and broker.ca_file is not None
     sink = MqttSink(
-        cfg(broker.url, username="dev", password=SECRET, ca_file=broker.ca_file), "dev-tls"
+        fast_sink_config(broker.url, username="dev", password=SECRET, ca_file=broker.ca_file),
+        "dev-tls",
     )
     sub = Subscriber(
         broker.url,
@@ -341,18 +310,12 @@ def test_tls_with_password(mosquitto_factory: Callable[..., Mosquitto]) -> None:
         ca_file=broker.ca_file,
     )
     try:
-        sink.open()
-        assert sink.wait_connected(10)
-        events = make_events(3, "dev-tls")
-        for ev in events:
-            sink.publish_event(ev)
-        assert sub.wait_for(lambda s: len(s.on("fer/dev-tls/events")) == 3)
-        assert decoded(sub.on("fer/dev-tls/events")) == events
+        assert_delivered(sink, sub, 3)
     finally:
         sink.close(timeout=2)
         sub.close()
     # Without the test CA the broker certificate is untrusted: not fatal, keeps retrying.
-    untrusted = MqttSink(cfg(broker.url, username="dev", password=SECRET), "dev-tls2")
+    untrusted = MqttSink(fast_sink_config(broker.url, username="dev", password=SECRET), "dev-tls2")
     untrusted.open()
     try:
         assert wait_until(lambda: untrusted.stats()["connect_failures"] >= 2)
@@ -365,7 +328,7 @@ def test_close_during_outage_spills_undelivered_to_jsonl(
     mosquitto_factory: Callable[..., Mosquitto], tmp_path: Path
 ) -> None:
     broker = mosquitto_factory()
-    sink = MqttSink(cfg(broker.url), "dev-spill")
+    sink = MqttSink(fast_sink_config(broker.url), "dev-spill")
     spill = tmp_path / "events.jsonl"
     group = SinkGroup([sink, JsonlSink(tmp_path / "audit.jsonl")], spill_path=spill)
     group.open()
@@ -387,7 +350,7 @@ def test_spill_path_when_group_has_no_jsonl(
     mosquitto_factory: Callable[..., Mosquitto], tmp_path: Path
 ) -> None:
     broker = mosquitto_factory(start=False)
-    sink = MqttSink(cfg(broker.url), "dev-spill2")
+    sink = MqttSink(fast_sink_config(broker.url), "dev-spill2")
     group = SinkGroup([sink], spill_path=tmp_path / "spill" / "undelivered.jsonl")
     group.open()
     events = make_events(4, "dev-spill2")
@@ -400,21 +363,19 @@ def test_spill_path_when_group_has_no_jsonl(
 
 def test_mqtt5_protocol(mosquitto_factory: Callable[..., Mosquitto]) -> None:
     broker = mosquitto_factory(passwords={"dev": SECRET})
-    sink = MqttSink(cfg(broker.url, protocol="5", username="dev", password=SECRET), "dev-v5")
+    sink = MqttSink(
+        fast_sink_config(broker.url, protocol="5", username="dev", password=SECRET), "dev-v5"
+    )
     sub = Subscriber(broker.url, ["fer/dev-v5/#"], username="dev", password=SECRET)
     try:
-        sink.open()
-        assert sink.wait_connected(10)
-        events = make_events(5, "dev-v5")
-        for ev in events:
-            sink.publish_event(ev)
-        assert sub.wait_for(lambda s: len(s.on(sink.topic_events)) == 5)
-        assert decoded(sub.on(sink.topic_events)) == events
+        assert_delivered(sink, sub, 5)
     finally:
         sink.close(timeout=2)
     assert sub.wait_for(lambda s: s.on(sink.topic_status)[-1:] == [b"stopped"])
     sub.close()
-    bad = MqttSink(cfg(broker.url, protocol="5", username="dev", password="nope"), "dev-v5b")
+    bad = MqttSink(
+        fast_sink_config(broker.url, protocol="5", username="dev", password="nope"), "dev-v5b"
+    )
     bad.open()
     try:
         with pytest.raises(PublishError, match="bad user name or password|not authorized"):

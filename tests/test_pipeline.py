@@ -25,6 +25,7 @@ from edge.app import Pipeline, frame_problem
 from edge.config import load_config
 from edge.events import Event
 from edge.model_meta import file_sha256, read_metadata
+from edge.testing.cli import run_module
 from edge.testing.facevideo import Placement, detectable, load_fer_faces, render, write_video
 
 REPO = Path(__file__).resolve().parents[1]
@@ -160,13 +161,7 @@ def test_frame_problem_cases() -> None:
 
 
 def _run_cli(args: list[str], timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "edge", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        cwd=REPO,
-    )
+    return run_module("edge", *args, timeout=timeout)
 
 
 @pytest.mark.slow

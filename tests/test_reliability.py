@@ -43,7 +43,9 @@ from edge.errors import SourceError
 from edge.events import Event
 from edge.publish.base import Sink
 from edge.testing.broker import Mosquitto, Subscriber
+from edge.testing.cli import run_module
 from edge.testing.facevideo import Placement, detectable, load_fer_faces, render, write_video
+from edge.testing.mqtt import wait_until
 
 REPO = Path(__file__).resolve().parents[1]
 FPS = 10.0
@@ -71,15 +73,6 @@ def face_frame(faces_video: Path) -> np.ndarray:
     cap.release()
     assert ok
     return img
-
-
-def wait_until(pred: Callable[[], bool], timeout: float = 10.0, step: float = 0.05) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return True
-        time.sleep(step)
-    return pred()
 
 
 def jsonl_ids(path: Path) -> list[str]:
@@ -583,12 +576,13 @@ def test_bad_model_is_one_clear_error_exit_2(
 @pytest.mark.slow
 def test_bad_model_through_the_console_script(tmp_path: Path) -> None:
     bad = _bad_models(tmp_path)["truncated"]
-    proc = subprocess.run(
-        [sys.executable, "-m", "edge", "run", "--model", str(bad), "--max-frames", "1"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=REPO,
+    proc = run_module(
+        "edge",
+        "run",
+        "--model",
+        str(bad),
+        "--max-frames",
+        "1",
         env={**os.environ, "PYTHONWARNINGS": "ignore"},
     )
     assert proc.returncode == 2

@@ -20,7 +20,6 @@ import logging
 import os
 import shutil
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -32,8 +31,8 @@ from edge.app import Pipeline
 from edge.config import default_sample_path, load_config
 from edge.events import Event
 from edge.testing.broker import BrokerError, Mosquitto, Subscriber
+from edge.testing.cli import run_module
 
-REPO = Path(__file__).resolve().parents[1]
 SECRET = "Pa55-w0rd-that-must-never-leak"
 WRONG = "Wr0ng-guess-also-secret"
 
@@ -181,14 +180,7 @@ reconnect_max_s = 0.2
     conf.chmod(0o600)
     env = {**os.environ, "FER_EDGE_MQTT_PASSWORD": WRONG}
     t0 = time.monotonic()
-    proc = subprocess.run(
-        [sys.executable, "-m", "edge", "run", "--config", str(conf)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=REPO,
-        env=env,
-    )
+    proc = run_module("edge", "run", "--config", str(conf), env=env)
     assert time.monotonic() - t0 < 60  # it gives up, it does not loop on a looping source
     assert proc.returncode == 2, proc.stderr
     assert "Traceback" not in proc.stderr
@@ -276,13 +268,7 @@ def test_certificate_for_another_host_keeps_retrying_and_stats_tell_the_truth(
 
 # ------------------------------------------------------------------------------ secrets offline
 def _run_cli(args: list[str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "edge", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=REPO,
-    )
+    return run_module("edge", *args)
 
 
 def test_validate_config_never_prints_secrets_and_warns_when_world_readable(

@@ -9,30 +9,18 @@ from pathlib import Path
 import pytest
 
 from edge.errors import ConfigError, PublishError
-from edge.events import Event, ModelRef
+from edge.events import Event
 from edge.publish.config import MqttSinkConfig, parse_mqtt_url
 from edge.publish.jsonl import JsonlSink
 from edge.publish.mqtt import MqttSink
 from edge.publish.registry import SPILL_NAME, SinkGroup, create_sink, create_sinks
 from edge.publish.stdout import StdoutSink
 from edge.redact import mask_url
-
-MODEL = ModelRef("m", "0" * 64)
+from edge.testing.mqtt import make_events
 
 
 def events(n: int) -> list[Event]:
-    return [
-        Event.create(
-            device_id="d",
-            frame=i,
-            track_id=1,
-            type="update",
-            bbox=(0, 0, 5, 5),
-            scores={"happy": 0.6, "sad": 0.4},
-            model=MODEL,
-        )
-        for i in range(n)
-    ]
+    return make_events(n, "d")
 
 
 def test_registry_builds_each_type(tmp_path: Path) -> None:

@@ -62,8 +62,9 @@ def test_greedy_soup_starts_from_the_best(
     best = max(ings, key=lambda i: i["val_accuracy"])
     assert best["kept"]
     metrics = json.loads((out / "metrics.json").read_text())
-    # Greedy never ends below its best ingredient on the selection split.
-    assert metrics["accuracy"] >= best["val_accuracy"] - 1e-9
+    # Greedy never ends below its best ingredient on the selection split. config.json rounds
+    # val_accuracy to 6 decimals, so it may sit up to 5e-7 above the exact accuracy.
+    assert metrics["accuracy"] >= best["val_accuracy"] - 5e-7
 
 
 @pytest.mark.parametrize(

@@ -13,30 +13,18 @@ from pathlib import Path
 
 import pytest
 
-from edge.events import Event, ModelRef
+from edge.events import Event
 from edge.publish.config import MqttSinkConfig
 from edge.publish.mqtt import MqttSink
 from edge.publish.spool import Spool
 from edge.testing.broker import Mosquitto, Subscriber
+from edge.testing.mqtt import make_events
 
 pytestmark = pytest.mark.broker
 
-MODEL = ModelRef("m", "0" * 64)
-
 
 def events(n: int, start: int = 0) -> list[Event]:
-    return [
-        Event.create(
-            device_id="sp",
-            frame=start + i,
-            track_id=1,
-            type="update",
-            bbox=(1, 2, 3, 4),
-            scores={"happy": 0.6, "sad": 0.4},
-            model=MODEL,
-        )
-        for i in range(n)
-    ]
+    return make_events(n, "sp", start)
 
 
 def cfg(url: str, spool: Path, **kw: object) -> MqttSinkConfig:

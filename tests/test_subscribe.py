@@ -46,6 +46,7 @@ from edge.subscribe.messages import (
     printable,
 )
 from edge.testing.broker import Mosquitto, free_port
+from edge.testing.mqtt import wait_until
 from edge.topics import KINDS, Topics, check_topic_part
 
 MODEL = ModelRef("m", "e" * 64)
@@ -244,13 +245,6 @@ def test_subscriber_config_names_the_command_and_retries_fast() -> None:
     assert client_id_for("monitor") != client_id_for("monitor")
 
 
-def _wait(pred: Callable[[], bool], timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and not pred():
-        time.sleep(0.05)
-    return pred()
-
-
 @pytest.mark.broker
 def test_link_subscribes_and_delivers_messages_with_retain_and_expiry(
     mosquitto: Mosquitto,
@@ -278,7 +272,7 @@ def test_link_subscribes_and_delivers_messages_with_retain_and_expiry(
         props.MessageExpiryInterval = 30
         pub.publish("lk/new/status", "online", qos=1, properties=props).wait_for_publish(5)
         pub.publish("lk/new/stats", "{}", qos=1).wait_for_publish(5)  # not subscribed
-        assert _wait(lambda: len(got) >= 2)
+        assert wait_until(lambda: len(got) >= 2)
         old, new = got[:2]
         assert (old.topic, old.payload, old.retained, old.expiry_s) == (
             "lk/old/status", b"online", True, None
@@ -304,7 +298,7 @@ def test_link_counts_unreachable_attempts_then_stops_on_a_refusal(
     )  # fmt: skip
     absent.start()
     try:
-        assert _wait(lambda: absent.attempts >= 2) and absent.state == UNREACHABLE
+        assert wait_until(lambda: absent.attempts >= 2) and absent.state == UNREACHABLE
         assert broker_text(absent).startswith("unreachable, ")  # the monitor counts attempts
         absent.check()  # unreachable is not fatal: it keeps retrying
     finally:
@@ -314,7 +308,7 @@ def test_link_counts_unreachable_attempts_then_stops_on_a_refusal(
     refused = BrokerLink(cfg, [], print, who="monitor", hint="--mqtt-url credentials")
     refused.start()
     try:
-        assert _wait(lambda: refused.state == REFUSED)
+        assert wait_until(lambda: refused.state == REFUSED)
         with pytest.raises(PublishError) as err:
             refused.check()
         text = str(err.value)

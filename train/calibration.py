@@ -193,8 +193,7 @@ def run_calibration(
     from edge.classify.deployed import open_configured, setting_key
     from edge.config import load_config
     from edge.model_meta import write_model
-    from train.data.fer2013 import TRAIN_VAL, load_fer2013
-    from train.metrics import write_json
+    from train.data.fer2013 import TRAIN_VAL
 
     if not out.parent.is_dir():
         raise ConfigError(f"--out {out}: folder {out.parent} does not exist")
@@ -204,12 +203,7 @@ def run_calibration(
     clf = open_configured(cfg.model)
     members = clf.members
     _check_members_held_out(members, TRAIN_VAL)
-    faces = load_fer2013(data, TRAIN_VAL, labels="fer2013")
-    if tuple(faces.label_names) != tuple(clf.labels):
-        raise ConfigError(
-            f"{clf.path} has labels {list(clf.labels)}; {data} {TRAIN_VAL} has "
-            f"{list(faces.label_names)}"
-        )
+    faces = _held_out_faces(data, clf)
     probs = clf.predict_uncalibrated(faces.images)
     y = faces.labels
     t = fit_temperature(probs, y)
@@ -228,18 +222,44 @@ def run_calibration(
         "command": command,
     }
     first = members[0]
-    meta = replace(first.metadata, calibration=section)
-    write_model(out, first.path.read_bytes(), meta)
+    write_model(out, first.path.read_bytes(), replace(first.metadata, calibration=section))
     if report is not None:
-        report.mkdir(parents=True, exist_ok=True)
-        write_json(
-            report / "calibration.json",
+        _write_calibration_report(
+            report,
             section | {"bins_before": before_s["bins"], "bins_after": after_s["bins"]},
-        )
-        plot_reliability(
             [(f"T = 1 ({TRAIN_VAL})", probs, y), (f"T = {t:.3f} ({TRAIN_VAL})", after, y)],
-            report / "reliability.png",
             title=f"{first.metadata.arch}, tta={clf.tta}, {len(members)} model(s)",
         )
     clf.close()
     return section
+
+
+def _held_out_faces(data: Path, clf: Any) -> Any:
+    """The TrainVal slice of ``data`` with FER2013 labels, checked against ``clf``'s labels.
+
+    Raises:
+        ConfigError: if the classifier was trained for other labels.
+    """
+    from train.data.fer2013 import TRAIN_VAL, load_fer2013
+
+    faces = load_fer2013(data, TRAIN_VAL, labels="fer2013")
+    if tuple(faces.label_names) != tuple(clf.labels):
+        raise ConfigError(
+            f"{clf.path} has labels {list(clf.labels)}; {data} {TRAIN_VAL} has "
+            f"{list(faces.label_names)}"
+        )
+    return faces
+
+
+def _write_calibration_report(
+    report: Path,
+    doc: dict[str, Any],
+    curves: list[tuple[str, np.ndarray, np.ndarray]],
+    title: str,
+) -> None:
+    """``report/calibration.json`` and the before/after ``report/reliability.png``."""
+    from train.metrics import write_json
+
+    report.mkdir(parents=True, exist_ok=True)
+    write_json(report / "calibration.json", doc)
+    plot_reliability(curves, report / "reliability.png", title=title)

@@ -9,7 +9,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from edge.errors import FerEdgeError
+from edge.cli import run_command
 
 log = logging.getLogger(__name__)
 
@@ -69,14 +69,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    try:
-        return int(args.func(args) or 0)
-    except FerEdgeError as e:
-        print(f"fer-train: error: {e}", file=sys.stderr)
-        return e.exit_code
-    except KeyboardInterrupt:
-        print("fer-train: interrupted", file=sys.stderr)
-        return 130
+    return run_command(args.func, args, "fer-train")
 
 
 if __name__ == "__main__":

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import argparse
 import shlex
+from dataclasses import fields
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+from edge.cli import add_command
 from edge.contract import LABEL_SETS
 from train.data.fer2013 import SPLITS
+
+_Opts = TypeVar("_Opts")
 
 
 def add_subcommands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -26,11 +30,27 @@ def add_train_parser(sub: Any) -> None:
     t = sub.add_parser("train", help="train one architecture (leak-free protocol)")
     t.add_argument("--arch", required=True, help="registered architecture (fer-train models)")
     t.add_argument("--data", required=True, help="FER2013 CSV (plain or .gz)")
-    t.add_argument("--labels", default="fer2013", choices=sorted(LABEL_SETS), help="label source")
-    t.add_argument("--ferplus", help="FERPlus vote CSV aligned with --data (for --labels ferplus)")
-    t.add_argument(
+    add_label_arguments(t)
+    _add_fit_arguments(t)
+    _add_target_arguments(t)
+    _add_protocol_arguments(t)
+    _add_teacher_arguments(t)
+    add_distribute_arguments(t)
+    t.add_argument("--out", required=True, help="run folder to create")
+    t.set_defaults(func=_cmd_train)
+
+
+def add_label_arguments(p: Any) -> None:
+    """``--labels``, ``--ferplus``, ``--ferplus-classes``: which labels the FER2013 rows carry."""
+    p.add_argument("--labels", default="fer2013", choices=sorted(LABEL_SETS), help="label source")
+    p.add_argument("--ferplus", help="FERPlus vote CSV aligned with --data (for --labels ferplus)")
+    p.add_argument(
         "--ferplus-classes", type=int, default=8, choices=(7, 8), help="8 with contempt, or 7"
     )
+
+
+def _add_fit_arguments(t: Any) -> None:
+    """How long and on how much ``fer-train train`` fits."""
     t.add_argument(
         "--epochs", type=int, default=50, help="maximum epochs (early stopping may end sooner)"
     )
@@ -43,6 +63,10 @@ def add_train_parser(sub: Any) -> None:
     )
     t.add_argument("--seed", type=int, default=42, help="random seed")
     t.add_argument("--resume", action="store_true", help="continue from RUN_DIR/last.keras")
+
+
+def _add_target_arguments(t: Any) -> None:
+    """The checkpoint's split, the optimiser and what the training targets are."""
     t.add_argument(
         "--val-usage",
         default="PublicTest",
@@ -64,6 +88,10 @@ def add_train_parser(sub: Any) -> None:
         "W <= 0.5 keeps the FER2013 label the argmax)",
     )
     t.add_argument("--classes", help="comma-separated class subset, e.g. angry,happy,neutral,sad")
+
+
+def _add_protocol_arguments(t: Any) -> None:
+    """Folds, protocol, learning-rate schedule, erasing and warm restarts."""
     t.add_argument(
         "--folds",
         type=int,
@@ -95,6 +123,10 @@ def add_train_parser(sub: Any) -> None:
         help="start from the weights of this .keras model of the same --arch (a warm restart; "
         "its run's provenance is recorded)",
     )
+
+
+def _add_teacher_arguments(t: Any) -> None:
+    """Knowledge distillation (:mod:`train.teachers`)."""
     t.add_argument(
         "--teacher",
         action="append",
@@ -124,9 +156,6 @@ def add_train_parser(sub: Any) -> None:
         metavar="T",
         help="soften the teacher's output as softmax(logits / T) (with --teacher)",
     )
-    add_distribute_arguments(t)
-    t.add_argument("--out", required=True, help="run folder to create")
-    t.set_defaults(func=_cmd_train)
 
 
 def add_distribute_arguments(t: Any) -> None:
@@ -161,45 +190,36 @@ def add_distribute_arguments(t: Any) -> None:
     )
 
 
+def command_line(args: argparse.Namespace) -> str:
+    """The exact ``fer-train`` command, for a run folder's provenance."""
+    return shlex.join(["fer-train", *getattr(args, "argv", [])])
+
+
+def class_subset(value: str | None) -> tuple[str, ...] | None:
+    """``--classes a,b,c`` as a tuple of names (None without the flag)."""
+    return tuple(c.strip() for c in value.split(",")) if value else None
+
+
+def options_from(cls: type[_Opts], args: argparse.Namespace, **given: Any) -> _Opts:
+    """An options dataclass filled from the same-named flags; ``given`` values win.
+
+    One place maps flags to options, so a flag and its option cannot drift apart by hand.
+    """
+    flags = {f.name: getattr(args, f.name) for f in fields(cls) if hasattr(args, f.name)}  # type: ignore[arg-type]
+    return cls(**{**flags, **given})
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
     from train.data.augment import NONE, AugmentConfig
     from train.options import TrainOptions
     from train.train import train_run
 
-    opts = TrainOptions(
-        arch=args.arch,
-        data=args.data,
-        out=args.out,
-        labels=args.labels,
-        ferplus=args.ferplus,
-        ferplus_classes=args.ferplus_classes,
-        epochs=args.epochs,
-        batch=args.batch,
-        limit=args.limit,
-        oversample=args.oversample,
-        seed=args.seed,
-        resume=args.resume,
-        val_usage=args.val_usage,
+    opts = options_from(
+        TrainOptions,
+        args,
         augment=NONE if args.no_augment else AugmentConfig(erasing=args.erasing),
-        lr=args.lr,
-        patience=args.patience,
-        label_smoothing=args.label_smoothing,
-        soft_labels=args.soft_labels,
-        ferplus_mix=args.ferplus_mix,
-        classes=tuple(c.strip() for c in args.classes.split(",")) if args.classes else None,
-        folds=args.folds,
-        protocol=args.protocol,
-        schedule=args.schedule,
-        init_from=args.init_from,
-        teacher=args.teacher,
-        teacher_tta=args.teacher_tta,
-        teacher_mix=args.teacher_mix,
-        teacher_temperature=args.teacher_temperature,
-        distribute=args.distribute,
-        per_replica_batch=args.per_replica_batch,
-        precision=args.precision,
-        backup_every=args.backup_every,
-        command=shlex.join(["fer-train", *getattr(args, "argv", [])]),
+        classes=class_subset(args.classes),
+        command=command_line(args),
     )
     metrics = train_run(opts)
     if "worker" in metrics:  # a multiworker run's non-chief process
@@ -223,11 +243,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 def add_evaluate_parser(sub: Any) -> None:
     """``fer-train evaluate``: score a ``.keras`` or ``.tflite`` model on a FER2013 split."""
-    e = sub.add_parser(
-        "evaluate",
-        help="score a .keras or .tflite model on a FER2013 split",
-        description="Score a model on a FER2013/FERPlus split: metrics.json, confusion.png, "
-        "roc.png in --out, and a one-line summary.",
+    e = add_command(
+        sub, "evaluate", _cmd_evaluate, "score a .keras or .tflite model on a FER2013 split"
     )
     e.add_argument(
         "model",
@@ -248,25 +265,25 @@ def add_evaluate_parser(sub: Any) -> None:
     e.add_argument(
         "--usage", default="PublicTest", help="split(s) to score, comma-separated (Usage values)"
     )
-    e.add_argument("--labels", default="fer2013", choices=sorted(LABEL_SETS), help="label source")
-    e.add_argument("--ferplus", help="FERPlus vote CSV aligned with --data (for --labels ferplus)")
-    e.add_argument(
-        "--ferplus-classes", type=int, default=8, choices=(7, 8), help="8 with contempt, or 7"
-    )
+    add_label_arguments(e)
     e.add_argument("--classes", help="class subset the model was trained on, e.g. angry,happy")
-    e.add_argument(
+    _add_exclude_duplicates(e)
+    e.add_argument("--batch", type=int, default=256, help="faces per inference call")
+    e.add_argument("--out", required=True, help="output folder (metrics.json + PNGs)")
+
+
+def _add_exclude_duplicates(p: Any) -> None:
+    """``--exclude-duplicates``: a second score without the rows that have a Training twin."""
+    p.add_argument(
         "--exclude-duplicates",
         action="store_true",
         help="also score without the rows whose exact image is in Training",
     )
-    e.add_argument("--batch", type=int, default=256, help="faces per inference call")
-    e.add_argument("--out", required=True, help="output folder (metrics.json + PNGs)")
-    e.set_defaults(func=_cmd_evaluate)
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from edge.errors import DataError
-    from train.data import load_fer2013, select_classes
+    """Score a model on a FER2013/FERPlus split: metrics.json, confusion.png, roc.png in --out,
+    and a one-line summary."""
     from train.evaluate import evaluate_model, train_twin_rows
     from train.metrics import summary_line
     from train.predict import check_model_labels
@@ -274,15 +291,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     # Open the model first: a bad model file fails in a second, not after parsing the CSV.
     loaded = _evaluated_model(args)
     usages = [u.strip() for u in args.usage.split(",") if u.strip()]
-    if not usages:
-        raise DataError(f"--usage is empty; valid: {', '.join(SPLITS)}")
-    kw: dict[str, Any] = {"labels": args.labels, "ferplus_path": args.ferplus}
-    if args.labels == "ferplus":
-        kw["ferplus_classes"] = args.ferplus_classes
-    faces = load_fer2013(args.data, usages, **kw)
-    if args.classes:
-        faces = select_classes(faces, tuple(c.strip() for c in args.classes.split(",")))
-    faces.require_nonempty(f"{args.usage} split")
+    faces = _evaluated_faces(args, usages)
     check_model_labels(loaded.info, faces.label_names)
     exclude = train_twin_rows(args.data, faces) if args.exclude_duplicates else None
     metrics = evaluate_model(
@@ -300,6 +309,24 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     )
     print(summary_line(metrics))
     return 0
+
+
+def _evaluated_faces(args: argparse.Namespace, usages: list[str]) -> Any:
+    """The FER2013 rows of ``usages`` with ``--labels`` (and ``--classes``) applied.
+
+    Raises:
+        DataError: if ``--usage`` names nothing or the split is empty.
+    """
+    from edge.errors import DataError
+    from train.data import load_labelled, select_classes
+
+    if not usages:
+        raise DataError(f"--usage is empty; valid: {', '.join(SPLITS)}")
+    faces = load_labelled(args.data, usages, args.labels, args.ferplus, args.ferplus_classes)
+    if args.classes:
+        faces = select_classes(faces, class_subset(args.classes))
+    faces.require_nonempty(f"{args.usage} split")
+    return faces
 
 
 def _evaluated_model(args: argparse.Namespace) -> Any:
@@ -323,60 +350,36 @@ def _evaluated_model(args: argparse.Namespace) -> Any:
 
 def add_compare_parser(sub: Any) -> None:
     """``fer-train compare``: train or reuse several architectures and evaluate them alike."""
-    c = sub.add_parser(
+    c = add_command(
+        sub,
         "compare",
-        help="train (or reuse) several architectures and compare them under one protocol",
-        description="For each --archs name reuse RUNS_DIR/<arch>/ if it holds a finished run, "
-        "else train it there; evaluate all on the same split; write comparison.json, "
-        "comparison.md and comparison.png in --out.",
+        _cmd_compare,
+        "train (or reuse) several architectures and compare them under one protocol",
     )
     c.add_argument("--archs", required=True, help="comma-separated architectures")
     c.add_argument("--data", required=True, help="FER2013 CSV (plain or .gz)")
     c.add_argument("--out", required=True, help="output folder")
     c.add_argument("--runs-dir", help="folder of run folders <arch>/ (default OUT/runs)")
     c.add_argument("--usage", default="PublicTest", help="evaluation (and validation) split")
-    c.add_argument("--labels", default="fer2013", choices=sorted(LABEL_SETS), help="label source")
-    c.add_argument("--ferplus", help="FERPlus vote CSV aligned with --data (for --labels ferplus)")
-    c.add_argument(
-        "--ferplus-classes", type=int, default=8, choices=(7, 8), help="8 with contempt, or 7"
-    )
+    add_label_arguments(c)
     c.add_argument("--epochs", type=int, default=50, help="maximum epochs of runs trained here")
     c.add_argument("--batch", type=int, default=64, help="training batch size")
     c.add_argument("--limit", type=int, help="training-image limit of runs trained here (smoke)")
     c.add_argument("--seed", type=int, default=42, help="random seed of runs trained here")
-    c.add_argument(
-        "--exclude-duplicates",
-        action="store_true",
-        help="also score without the rows whose exact image is in Training",
-    )
+    _add_exclude_duplicates(c)
     c.add_argument("--eval-batch", type=int, default=256, help="faces per inference call")
-    c.set_defaults(func=_cmd_compare)
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
+    """For each --archs name reuse RUNS_DIR/<arch>/ if it holds a finished run, else train it
+    there; evaluate all on the same split; write comparison.json, comparison.md and
+    comparison.png in --out."""
     from pathlib import Path
 
     from train.compare import CompareOptions, compare_archs, parse_archs
 
     archs = parse_archs(args.archs)  # unknown names fail before any data is read
-    doc = compare_archs(
-        CompareOptions(
-            archs=archs,
-            data=args.data,
-            out=args.out,
-            runs_dir=args.runs_dir,
-            labels=args.labels,
-            ferplus=args.ferplus,
-            ferplus_classes=args.ferplus_classes,
-            usage=args.usage,
-            epochs=args.epochs,
-            batch=args.batch,
-            limit=args.limit,
-            seed=args.seed,
-            exclude_duplicates=args.exclude_duplicates,
-            eval_batch=args.eval_batch,
-        )
-    )
+    doc = compare_archs(options_from(CompareOptions, args, archs=archs))
     for r in doc["rows"]:
         print(
             f"{r['arch']:24s} acc {r['accuracy']:.4f}  macro-F1 {r['macro_f1']:.4f}  "
@@ -419,13 +422,11 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 def add_soup_parser(sub: Any) -> None:
     """``fer-train soup``: average the weights of checkpoints of one architecture."""
-    s = sub.add_parser(
+    s = add_command(
+        sub,
         "soup",
-        help="average the weights of several checkpoints of one architecture (a model soup)",
-        description="Average the weights of finished leak-free runs of one architecture (a "
-        "first cycle and its warm restarts) into a new run folder, evaluated like a trained run. "
-        "greedy adds checkpoints in order of validation accuracy and keeps each only if the "
-        "soup does not get worse.",
+        _cmd_soup,
+        "average the weights of several checkpoints of one architecture (a model soup)",
     )
     s.add_argument("models", nargs="+", help="model.keras files of finished runs (same --arch)")
     s.add_argument("--data", required=True, help="FER2013 CSV (plain or .gz)")
@@ -437,22 +438,16 @@ def add_soup_parser(sub: Any) -> None:
         help="split the soup is selected on (TrainVal keeps PublicTest a pure report)",
     )
     s.add_argument("--out", required=True, help="run folder to create")
-    s.set_defaults(func=_cmd_soup)
 
 
 def _cmd_soup(args: argparse.Namespace) -> int:
+    """Average the weights of finished leak-free runs of one architecture (a first cycle and
+    its warm restarts) into a new run folder, evaluated like a trained run. greedy adds
+    checkpoints in order of validation accuracy and keeps each only if the soup does not get
+    worse."""
     from train.soup import SoupOptions, soup_run
 
-    metrics = soup_run(
-        SoupOptions(
-            models=args.models,
-            data=args.data,
-            out=args.out,
-            method=args.method,
-            val_usage=args.val_usage,
-            command=shlex.join(["fer-train", *getattr(args, "argv", [])]),
-        )
-    )
+    metrics = soup_run(options_from(SoupOptions, args, command=command_line(args)))
     kept = metrics["soup"]["kept"]
     print(
         f"soup of {len(kept)}/{len(args.models)} checkpoints: {args.val_usage} accuracy "
@@ -463,15 +458,11 @@ def _cmd_soup(args: argparse.Namespace) -> int:
 
 def add_calibrate_parser(sub: Any) -> None:
     """``fer-train calibrate``: fit the deployed classifier's temperature on TrainVal."""
-    c = sub.add_parser(
+    c = add_command(
+        sub,
         "calibrate",
-        help="fit the deployed classifier's calibration temperature on the TrainVal slice",
-        description="Run the face classifier exactly as 'fer-edge run' builds it from --config "
-        "(models, test-time augmentation, averaging) on the validation slice of Training "
-        "(TrainVal; never PublicTest), fit one temperature that minimises the log-loss, and write "
-        "the first model with the temperature (and the setting it was fitted for) in its "
-        "metadata to --out, plus --report DIR/calibration.json and reliability.png. Every "
-        "model must have been trained with --val-usage TrainVal.",
+        _cmd_calibrate,
+        "fit the deployed classifier's calibration temperature on the TrainVal slice",
     )
     c.add_argument(
         "--config", type=Path, help="fer-edge TOML config ([model] section; default: defaults)"
@@ -479,10 +470,15 @@ def add_calibrate_parser(sub: Any) -> None:
     c.add_argument("--data", required=True, type=Path, help="FER2013 CSV (plain or .gz)")
     c.add_argument("--out", required=True, type=Path, help="calibrated .tflite to write")
     c.add_argument("--report", type=Path, help="folder for calibration.json and reliability.png")
-    c.set_defaults(func=_cmd_calibrate)
 
 
 def _cmd_calibrate(args: argparse.Namespace) -> int:
+    """Run the face classifier exactly as 'fer-edge run' builds it from --config (models,
+    test-time augmentation, averaging) on the validation slice of Training (TrainVal; never
+    PublicTest), fit one temperature that minimises the log-loss, and write the first model
+    with the temperature (and the setting it was fitted for) in its metadata to --out, plus
+    --report DIR/calibration.json and reliability.png. Every model must have been trained with
+    --val-usage TrainVal."""
     from train.calibration import run_calibration
 
     cal = run_calibration(
@@ -490,7 +486,7 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
         args.data,
         args.out,
         args.report,
-        command=shlex.join(["fer-train", *getattr(args, "argv", [])]),
+        command=command_line(args),
     )
     print(
         f"temperature {cal['temperature']:.4f}: TrainVal ECE {cal['ece_before']:.4f} -> "

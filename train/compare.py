@@ -25,7 +25,7 @@ import numpy as np
 from edge.atomic import write_text_atomic
 from edge.errors import ConfigError
 from train.evaluate import evaluate_model, train_twin_rows
-from train.metrics import write_json
+from train.metrics import HEADLINE, write_json
 from train.plots import plot_comparison
 from train.predict import open_model
 from train.runfolder import RunFolder
@@ -147,13 +147,7 @@ def _row(
         "kind": spec.kind,
         "paper_seed": spec.seed,
         "params": info.get("params"),
-        "n": metrics["n"],
-        "accuracy": metrics["accuracy"],
-        "macro_precision": metrics["macro_precision"],
-        "macro_recall": metrics["macro_recall"],
-        "macro_f1": metrics["macro_f1"],
-        "weighted_f1": metrics["weighted_f1"],
-        "auc_macro": metrics["auc_macro"],
+        **{k: metrics[k] for k in ("n", *HEADLINE)},
         "train_seconds": None if train_seconds is None else float(train_seconds),
         "epochs_run": _history_epochs(run),
         "seed": options.get("seed"),
@@ -180,72 +174,88 @@ def compare_archs(opts: CompareOptions) -> dict[str, Any]:
         ConfigError: unknown architecture, or a reused run trained for other labels.
         DataError / ModelError: bad data or model files.
     """
-    from train.data import load_fer2013
-    from train.models import list_models
+    from train.data import load_labelled
 
-    valid = list_models()
-    unknown = [a for a in opts.archs if a not in valid]
-    if unknown or not opts.archs:
-        raise ConfigError(
-            f"unknown architectures {unknown or '(none given)'}; valid names: {', '.join(valid)}"
-        )
+    _check_archs(opts.archs)
     out = Path(opts.out)
     runs = Path(opts.runs_dir) if opts.runs_dir else out / "runs"
-    kw: dict[str, Any] = {"labels": opts.labels, "ferplus_path": opts.ferplus}
-    if opts.labels == "ferplus":
-        kw["ferplus_classes"] = opts.ferplus_classes
-    faces = load_fer2013(opts.data, opts.usage, **kw).require_nonempty(f"{opts.usage} split")
+    faces = load_labelled(
+        opts.data, opts.usage, opts.labels, opts.ferplus, opts.ferplus_classes
+    ).require_nonempty(f"{opts.usage} split")
     exclude = train_twin_rows(opts.data, faces) if opts.exclude_duplicates else None
-
-    rows = []
     t0 = time.time()
-    for arch in opts.archs:
-        run = runs / arch
-        reused = _is_finished(run)
-        if reused:
-            log.info("%s: reusing finished run %s", arch, run)
-        else:
-            _train(arch, run, opts)
-        cfg_labels = (RunFolder(run).read_config() or {}).get("labels")
-        if cfg_labels is not None and list(cfg_labels) != list(faces.label_names):
-            raise ConfigError(
-                f"{run} was trained for labels {cfg_labels}, but this comparison evaluates "
-                f"{list(faces.label_names)}; use another --runs-dir or matching --labels"
-            )
-        loaded = open_model(run / "model.keras")
-        metrics = evaluate_model(
-            loaded,
-            faces,
-            out / "eval" / arch,
-            exclude_rows=exclude,
-            batch_size=opts.eval_batch,
-            extra={"data": str(opts.data), "usage": opts.usage, "source": faces.source},
-        )
-        rows.append(_row(arch, run, reused, metrics, loaded.info))
-        log.info("%s: accuracy %.4f macro-F1 %.4f", arch, metrics["accuracy"], metrics["macro_f1"])
-
+    rows = [_compare_one(arch, runs / arch, faces, exclude, opts) for arch in opts.archs]
     doc = {
-        "protocol": {
-            "data": str(opts.data),
-            "split": opts.usage,
-            "labels": opts.labels,
-            "label_names": list(faces.label_names),
-            "source": faces.source,
-            "n": len(faces),
-            "exclude_duplicates": opts.exclude_duplicates,
-            "n_rows_with_train_twin": None if exclude is None else int(len(exclude)),
-            "model_selection": (
-                f"runs trained here pick their checkpoint on {opts.usage} validation accuracy "
-                "(the train command's protocol), so these scores are slightly optimistic for "
-                "every architecture alike; the sealed PrivateTest is the unbiased check"
-            ),
-        },
+        "protocol": _protocol(opts, faces, exclude),
         "options": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(opts).items()},
         "rows": rows,
         "seconds": round(time.time() - t0, 1),
     }
     write_comparison(doc, out)
     return doc
+
+
+def _check_archs(archs: Sequence[str]) -> None:
+    """Raise :class:`ConfigError` naming the valid architectures unless all of ``archs`` are."""
+    from train.models import list_models
+
+    valid = list_models()
+    unknown = [a for a in archs if a not in valid]
+    if unknown or not archs:
+        raise ConfigError(
+            f"unknown architectures {unknown or '(none given)'}; valid names: {', '.join(valid)}"
+        )
+
+
+def _compare_one(
+    arch: str, run: Path, faces: Any, exclude: np.ndarray | None, opts: CompareOptions
+) -> dict[str, Any]:
+    """Reuse or train ``arch`` in ``run``, evaluate it on ``faces``; its table row.
+
+    Raises:
+        ConfigError: if a reused run was trained for other labels.
+    """
+    reused = _is_finished(run)
+    if reused:
+        log.info("%s: reusing finished run %s", arch, run)
+    else:
+        _train(arch, run, opts)
+    cfg_labels = (RunFolder(run).read_config() or {}).get("labels")
+    if cfg_labels is not None and list(cfg_labels) != list(faces.label_names):
+        raise ConfigError(
+            f"{run} was trained for labels {cfg_labels}, but this comparison evaluates "
+            f"{list(faces.label_names)}; use another --runs-dir or matching --labels"
+        )
+    loaded = open_model(run / "model.keras")
+    metrics = evaluate_model(
+        loaded,
+        faces,
+        Path(opts.out) / "eval" / arch,
+        exclude_rows=exclude,
+        batch_size=opts.eval_batch,
+        extra={"data": str(opts.data), "usage": opts.usage, "source": faces.source},
+    )
+    log.info("%s: accuracy %.4f macro-F1 %.4f", arch, metrics["accuracy"], metrics["macro_f1"])
+    return _row(arch, run, reused, metrics, loaded.info)
+
+
+def _protocol(opts: CompareOptions, faces: Any, exclude: np.ndarray | None) -> dict[str, Any]:
+    """``comparison.json``'s ``protocol``: what every row was scored on, and how."""
+    return {
+        "data": str(opts.data),
+        "split": opts.usage,
+        "labels": opts.labels,
+        "label_names": list(faces.label_names),
+        "source": faces.source,
+        "n": len(faces),
+        "exclude_duplicates": opts.exclude_duplicates,
+        "n_rows_with_train_twin": None if exclude is None else int(len(exclude)),
+        "model_selection": (
+            f"runs trained here pick their checkpoint on {opts.usage} validation accuracy "
+            "(the train command's protocol), so these scores are slightly optimistic for "
+            "every architecture alike; the sealed PrivateTest is the unbiased check"
+        ),
+    }
 
 
 def _fmt(v: Any, spec: str = ".4f") -> str:
@@ -269,13 +279,35 @@ def comparison_markdown(doc: Mapping[str, Any]) -> str:
     p = doc["protocol"]
     rows: Sequence[Mapping[str, Any]] = doc["rows"]
     excl = bool(p.get("exclude_duplicates"))
+    head = _table_head(excl)
+    lines = [
+        *_intro(p, excl),
+        "| " + " | ".join(head) + " |",
+        "|" + "|".join(" --- " for _ in head) + "|",
+    ]
+    best = max((r["accuracy"] for r in rows), default=None)
+    for r in rows:
+        bold = best is not None and r["accuracy"] == best and len(rows) > 1
+        lines.append("| " + " | ".join(str(c) for c in _table_cells(r, bold, excl)) + " |")
+    notes = _table_notes(rows)
+    if notes:
+        lines += ["", "Notes:", *notes]
+    lines += ["", "![comparison](comparison.png)", ""]
+    return "\n".join(lines)
+
+
+def _table_head(excl: bool) -> list[str]:
     head = [
         "architecture", "kind", "seed paper", "params", "accuracy", "macro P", "macro R",
         "macro F1", "macro AUC",
     ]  # fmt: skip
     if excl:
         head += ["accuracy w/o twins", "macro F1 w/o twins"]
-    head += ["train time", "epochs", "seed"]
+    return head + ["train time", "epochs", "seed"]
+
+
+def _intro(p: Mapping[str, Any], excl: bool) -> list[str]:
+    """The lines above the table: the split, the twins left out, how models were selected."""
     lines = [
         "# Architecture comparison",
         "",
@@ -288,43 +320,44 @@ def comparison_markdown(doc: Mapping[str, Any]) -> str:
             f'"w/o twins": the same split without the {p["n_rows_with_train_twin"]} rows whose '
             "exact image is also in Training.",
         ]
-    lines += [
+    return lines + [
         "",
         "Every model is scored on the same faces by the same code (`fer-train evaluate`). "
         "Macro averages are over the classes present; AUC is one-vs-rest.",
         "",
         f"Model selection: {p['model_selection']}.",
         "",
-        "| " + " | ".join(head) + " |",
-        "|" + "|".join(" --- " for _ in head) + "|",
     ]
-    best = max((r["accuracy"] for r in rows), default=None)
-    for r in rows:
-        acc = _fmt(r["accuracy"])
-        if best is not None and r["accuracy"] == best and len(rows) > 1:
-            acc = f"**{acc}**"
-        cells = [
-            f"`{r['arch']}`",
-            r["kind"],
-            r["paper_seed"].split("_")[0],
-            _fmt(r["params"], ",d"),
-            acc,
-            _fmt(r["macro_precision"]),
-            _fmt(r["macro_recall"]),
-            _fmt(r["macro_f1"]),
-            _fmt(r["auc_macro"]),
-        ]
-        if excl:
-            cells += [
-                _fmt(r.get("accuracy_without_train_twins")),
-                _fmt(r.get("macro_f1_without_train_twins")),
-            ]
+
+
+def _table_cells(r: Mapping[str, Any], bold: bool, excl: bool) -> list[Any]:
+    """One row's cells (the best accuracy in bold)."""
+    acc = _fmt(r["accuracy"])
+    cells = [
+        f"`{r['arch']}`",
+        r["kind"],
+        r["paper_seed"].split("_")[0],
+        _fmt(r["params"], ",d"),
+        f"**{acc}**" if bold else acc,
+        _fmt(r["macro_precision"]),
+        _fmt(r["macro_recall"]),
+        _fmt(r["macro_f1"]),
+        _fmt(r["auc_macro"]),
+    ]
+    if excl:
         cells += [
-            _fmt_seconds(r["train_seconds"]),
-            _fmt(r["epochs_run"], "d"),
-            _fmt(r["seed"], "d"),
+            _fmt(r.get("accuracy_without_train_twins")),
+            _fmt(r.get("macro_f1_without_train_twins")),
         ]
-        lines.append("| " + " | ".join(str(c) for c in cells) + " |")
+    return cells + [
+        _fmt_seconds(r["train_seconds"]),
+        _fmt(r["epochs_run"], "d"),
+        _fmt(r["seed"], "d"),
+    ]
+
+
+def _table_notes(rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Which rows reused a run, and which were smoke runs on limited images."""
     notes = [
         f"- `{r['arch']}`: reused run `{r['run_dir']}`"
         + (f" (trained on at most {r['train_limit']} images)" if r.get("train_limit") else "")
@@ -334,10 +367,7 @@ def comparison_markdown(doc: Mapping[str, Any]) -> str:
     limited = [r["arch"] for r in rows if r.get("train_limit") and not r["reused"]]
     if limited:
         notes.append(f"- smoke runs (training images limited): {', '.join(limited)}")
-    if notes:
-        lines += ["", "Notes:", *notes]
-    lines += ["", "![comparison](comparison.png)", ""]
-    return "\n".join(lines)
+    return notes
 
 
 def write_comparison(doc: Mapping[str, Any], out: str | Path) -> None:

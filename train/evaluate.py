@@ -161,31 +161,59 @@ def evaluate_model(
     t0 = time.perf_counter()
     probs = predict_probs(loaded, faces.images, batch_size=batch_size)
     seconds = time.perf_counter() - t0
-    metrics = compute_metrics(y, probs, label_names)
-    metrics["model"] = {k: info[k] for k in ("path", "format", "arch", "params", "input_size")}
+    metrics = compute_metrics(y, probs, label_names) | _model_keys(info, seconds, len(y))
+    if extra:
+        metrics.update(dict(extra))
+    excluded = None
+    if exclude_rows is not None:
+        keep = ~np.isin(np.asarray(faces.rows, dtype=np.int64), _row_array(exclude_rows))
+        excluded = metrics[exclude_key] = _subset_metrics(y, probs, label_names, keep)
+    out = Path(out_dir)
+    _write_evaluation(out, metrics, y, probs, info, excluded)
+    log.info("evaluated %s on %d faces -> %s", info["path"], len(y), out / "metrics.json")
+    return json_safe(metrics)
+
+
+def _model_keys(info: Mapping[str, Any], seconds: float, n: int) -> dict[str, Any]:
+    """``model`` (what was evaluated), ``ms_per_face`` for TFLite, ``deployed`` if any."""
+    keys: dict[str, Any] = {
+        "model": {k: info[k] for k in ("path", "format", "arch", "params", "input_size")}
+    }
     if info["format"] == "tflite":
         # The device's code path classifies face by face, so wall time per face is what a
         # frame pays per face (on this machine, with this machine's load).
-        metrics["ms_per_face"] = 1000.0 * seconds / len(y)
+        keys["ms_per_face"] = 1000.0 * seconds / n
     if "deployed" in info:
-        metrics["deployed"] = info["deployed"]
-    if extra:
-        metrics.update(dict(extra))
+        keys["deployed"] = info["deployed"]
+    return keys
 
-    sub_mask: np.ndarray | None = None
-    if exclude_rows is not None:
-        excl = np.fromiter((int(r) for r in exclude_rows), dtype=np.int64)
-        sub_mask = ~np.isin(np.asarray(faces.rows, dtype=np.int64), excl)
-        n_excl = int((~sub_mask).sum())
-        if sub_mask.any():
-            sub = compute_metrics(y[sub_mask], probs[sub_mask], label_names)
-        else:
-            sub = {"n": 0, "notes": ["every evaluation row has a Training twin"]}
-        sub["n_excluded"] = n_excl
-        sub["n_total"] = int(len(y))
-        metrics[exclude_key] = sub
 
-    out = Path(out_dir)
+def _row_array(rows: Iterable[int]) -> np.ndarray:
+    return np.fromiter((int(r) for r in rows), dtype=np.int64)
+
+
+def _subset_metrics(
+    y: np.ndarray, probs: np.ndarray, label_names: tuple[str, ...], keep: np.ndarray
+) -> dict[str, Any]:
+    """Metrics of the ``keep`` rows, with ``n_excluded`` and ``n_total``."""
+    if keep.any():
+        sub = compute_metrics(y[keep], probs[keep], label_names)
+    else:
+        sub = {"n": 0, "notes": ["every evaluation row has a Training twin"]}
+    sub["n_excluded"] = int((~keep).sum())
+    sub["n_total"] = int(len(y))
+    return sub
+
+
+def _write_evaluation(
+    out: Path,
+    metrics: dict[str, Any],
+    y: np.ndarray,
+    probs: np.ndarray,
+    info: Mapping[str, Any],
+    excluded: dict[str, Any] | None,
+) -> None:
+    """Write ``metrics.json`` and the plots into ``out`` all at once, or leave it as it was."""
     out.parent.mkdir(parents=True, exist_ok=True)
     # Sibling folder (same filesystem: the final rename is atomic), created with mkdir so it
     # gets the usual umask-based mode rather than mkdtemp's 0700.
@@ -193,7 +221,7 @@ def evaluate_model(
     tmp.mkdir()
     try:
         plot_confusion(metrics, tmp / "confusion.png")
-        plot_roc(y, probs, label_names, tmp / "roc.png")
+        plot_roc(y, probs, metrics["labels"], tmp / "roc.png")
         dep = info.get("deployed")
         setting = f" (tta={dep['tta']}, {len(dep['ensemble'])} model(s))" if dep else ""
         plot_reliability(
@@ -201,12 +229,10 @@ def evaluate_model(
             tmp / "reliability.png",
             title=f"reliability: {info['arch']}{setting}",
         )
-        if sub_mask is not None and sub_mask.any():
-            plot_confusion(metrics[exclude_key], tmp / "confusion_excluding_train_duplicates.png")
+        if excluded is not None and excluded["n"]:
+            plot_confusion(excluded, tmp / "confusion_excluding_train_duplicates.png")
         write_json(tmp / "metrics.json", metrics)
         _publish_dir(tmp, out)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
-    log.info("evaluated %s on %d faces -> %s", info["path"], len(y), out / "metrics.json")
-    return json_safe(metrics)

@@ -88,13 +88,7 @@ def compute_metrics(
         DataError: if there are no samples.
         ValueError: on malformed arrays or out-of-range labels.
     """
-    from sklearn.metrics import (
-        accuracy_score,
-        confusion_matrix,
-        f1_score,
-        precision_recall_fscore_support,
-        roc_auc_score,
-    )
+    from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
     y = np.asarray(y_true).astype(np.int64).ravel()
     p = np.asarray(probs, dtype=np.float64)
@@ -103,33 +97,75 @@ def compute_metrics(
     n, c = p.shape
     all_ids = list(range(c))
     y_pred = p.argmax(axis=1)
-
-    prec, rec, f1, support = precision_recall_fscore_support(
-        y, y_pred, labels=all_ids, zero_division=0
-    )
+    prf = precision_recall_fscore_support(y, y_pred, labels=all_ids, zero_division=0)
+    support = prf[3]
     present = [i for i in all_ids if support[i] > 0]
-    notes: list[str] = []
-    absent = [names[i] for i in all_ids if support[i] == 0]
-    if absent:
-        notes.append(
-            f"classes absent from the evaluation data: {', '.join(absent)}; macro averages are "
-            f"over the {len(present)} classes present and their AUC is null"
-        )
+    aucs = _one_vs_rest_aucs(y, p)
+    return {
+        "n": int(n),
+        "labels": names,
+        **_averages(y, y_pred, prf, present, aucs),
+        # Expected calibration error of the top-1 confidence (15 bins): how far an event's
+        # ``confidence`` is from the share of faces it is right about.
+        "ece": expected_calibration_error(p, y),
+        "per_class": _per_class(names, prf, np.bincount(y_pred, minlength=c), aucs),
+        "confusion": {
+            "matrix": confusion_matrix(y, y_pred, labels=all_ids).astype(int).tolist(),
+            "labels": names,
+        },
+        "macro_over": [names[i] for i in present],
+        "notes": _notes(names, support, present),
+    }
+
+
+def _one_vs_rest_aucs(y: np.ndarray, p: np.ndarray) -> dict[int, float | None]:
+    """Each class's one-vs-rest ROC AUC, None where the class is absent or alone."""
+    from sklearn.metrics import roc_auc_score
 
     aucs: dict[int, float | None] = {}
-    for i in all_ids:
+    for i in range(p.shape[1]):
         pos = y == i
         if pos.all() or not pos.any():
             # One-vs-rest AUC needs both positives and negatives.
             aucs[i] = None
             continue
         aucs[i] = _finite_or_none(roc_auc_score(pos.astype(np.int64), p[:, i]))
-    if len(present) == 1:
-        notes.append("only one class occurs in the evaluation data: no AUC is defined")
-    valid_aucs = [a for a in aucs.values() if a is not None]
-    n_pred = np.bincount(y_pred, minlength=c)
+    return aucs
 
-    per_class = {
+
+def _averages(
+    y: np.ndarray,
+    y_pred: np.ndarray,
+    prf: tuple[np.ndarray, ...],
+    present: list[int],
+    aucs: dict[int, float | None],
+) -> dict[str, float | None]:
+    """The headline numbers, macro averages over the ``present`` classes only."""
+    from sklearn.metrics import accuracy_score, f1_score
+
+    prec, rec, f1 = prf[:3]
+    valid_aucs = [a for a in aucs.values() if a is not None]
+    return {
+        "accuracy": float(accuracy_score(y, y_pred)),
+        "macro_precision": float(np.mean(prec[present])),
+        "macro_recall": float(np.mean(rec[present])),
+        "macro_f1": float(np.mean(f1[present])),
+        "weighted_f1": float(
+            f1_score(y, y_pred, labels=present, average="weighted", zero_division=0)
+        ),
+        "auc_macro": float(np.mean(valid_aucs)) if valid_aucs else None,
+    }
+
+
+def _per_class(
+    names: list[str],
+    prf: tuple[np.ndarray, ...],
+    n_pred: np.ndarray,
+    aucs: dict[int, float | None],
+) -> dict[str, dict[str, Any]]:
+    """``{label: {precision, recall, f1, support, auc}}``, undefined ratios None."""
+    prec, rec, f1, support = prf
+    return {
         names[i]: {
             # Undefined ratios are null rather than scikit-learn's 0: a class with no sample has
             # no recall, a class never predicted has no precision (unless it has samples, where
@@ -140,28 +176,22 @@ def compute_metrics(
             "support": int(support[i]),
             "auc": aucs[i],
         }
-        for i in all_ids
+        for i in range(len(names))
     }
-    cm = confusion_matrix(y, y_pred, labels=all_ids)
-    return {
-        "n": int(n),
-        "labels": names,
-        "accuracy": float(accuracy_score(y, y_pred)),
-        "macro_precision": float(np.mean(prec[present])),
-        "macro_recall": float(np.mean(rec[present])),
-        "macro_f1": float(np.mean(f1[present])),
-        "weighted_f1": float(
-            f1_score(y, y_pred, labels=present, average="weighted", zero_division=0)
-        ),
-        "auc_macro": float(np.mean(valid_aucs)) if valid_aucs else None,
-        # Expected calibration error of the top-1 confidence (15 bins): how far an event's
-        # ``confidence`` is from the share of faces it is right about.
-        "ece": expected_calibration_error(p, y),
-        "per_class": per_class,
-        "confusion": {"matrix": cm.astype(int).tolist(), "labels": names},
-        "macro_over": [names[i] for i in present],
-        "notes": notes,
-    }
+
+
+def _notes(names: list[str], support: np.ndarray, present: list[int]) -> list[str]:
+    """Why some averages skip classes, or why no AUC is defined."""
+    notes: list[str] = []
+    absent = [names[i] for i in range(len(names)) if support[i] == 0]
+    if absent:
+        notes.append(
+            f"classes absent from the evaluation data: {', '.join(absent)}; macro averages are "
+            f"over the {len(present)} classes present and their AUC is null"
+        )
+    if len(present) == 1:
+        notes.append("only one class occurs in the evaluation data: no AUC is defined")
+    return notes
 
 
 def json_safe(obj: Any) -> Any:

@@ -156,37 +156,43 @@ def plot_history(
     ]
     if not panels:
         raise DataError(f"history has no loss/accuracy columns (got {sorted(h)})")
-    from matplotlib.ticker import MaxNLocator
-
     n_rows = max(len(v) for v in h.values())
     # Keras CSVLogger epochs are 0-based; a resumed run keeps counting, so use the column.
     epochs = [int(e) + 1 for e in h.get("epoch", range(n_rows))]
     fig = _figure(5.5 * len(panels), 4.2)
     for k, (key, title) in enumerate(panels):
-        ax = fig.add_subplot(1, len(panels), k + 1)
-        for name, style in ((key, "-"), (f"val_{key}", "--")):
-            vals = h.get(name)
-            if vals:
-                ax.plot(
-                    epochs[: len(vals)],
-                    vals,
-                    style,
-                    marker="o",
-                    ms=3,
-                    label="validation" if name.startswith("val_") else "training",
-                )
-        val = h.get(f"val_{key}")
-        if val:
-            best = int(np.argmin(val) if key == "loss" else np.argmax(val))
-            ax.axvline(epochs[best], color="grey", lw=0.8, ls=":")
-            ax.set_title(f"{title} (best val {val[best]:.4f} @ epoch {epochs[best]})")
-        else:
-            ax.set_title(title)
-        ax.set_xlabel("epoch")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.grid(alpha=0.3)
-        ax.legend()
+        _history_panel(fig.add_subplot(1, len(panels), k + 1), h, epochs, key, title)
     _save_figure(fig, path)
+
+
+def _history_panel(
+    ax: Any, h: Mapping[str, Sequence[float]], epochs: list[int], key: str, title: str
+) -> None:
+    """One learning curve (training and validation ``key``), the best validation epoch marked."""
+    from matplotlib.ticker import MaxNLocator
+
+    for name, style in ((key, "-"), (f"val_{key}", "--")):
+        vals = h.get(name)
+        if vals:
+            ax.plot(
+                epochs[: len(vals)],
+                vals,
+                style,
+                marker="o",
+                ms=3,
+                label="validation" if name.startswith("val_") else "training",
+            )
+    val = h.get(f"val_{key}")
+    if val:
+        best = int(np.argmin(val) if key == "loss" else np.argmax(val))
+        ax.axvline(epochs[best], color="grey", lw=0.8, ls=":")
+        ax.set_title(f"{title} (best val {val[best]:.4f} @ epoch {epochs[best]})")
+    else:
+        ax.set_title(title)
+    ax.set_xlabel("epoch")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.grid(alpha=0.3)
+    ax.legend()
 
 
 def plot_comparison(rows: Sequence[Mapping[str, Any]], path: str | os.PathLike[str]) -> None:

@@ -194,6 +194,24 @@ def _batches(n: int, batch_size: int, desc: str) -> Iterator[tuple[int, int]]:
             bar.update(e - s)
 
 
+def _as_faces(images: np.ndarray) -> np.ndarray:
+    """``images`` as uint8 ``(N, S, S)`` (a trailing channel of 1 dropped, values clipped).
+
+    Raises:
+        DataError: if there are no faces or they are not square ``(N, S, S)``.
+    """
+    imgs = np.asarray(images)
+    if imgs.ndim == 4 and imgs.shape[-1] == 1:
+        imgs = imgs[..., 0]
+    if imgs.ndim != 3 or imgs.shape[1] != imgs.shape[2]:
+        raise DataError(f"expected faces of shape (N, S, S), got {imgs.shape}")
+    if len(imgs) == 0:
+        raise DataError("no faces to predict (empty evaluation split)")
+    if imgs.dtype != np.uint8:
+        imgs = np.clip(imgs, 0, 255).astype(np.uint8)
+    return imgs
+
+
 def predict_probs(model_or_path: Any, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
     """Class probabilities of uint8 faces under a Keras model or a ``.tflite`` file.
 
@@ -213,17 +231,8 @@ def predict_probs(model_or_path: Any, images: np.ndarray, batch_size: int = 256)
         ModelError: if the model cannot be loaded or its suffix is unknown.
         DataError: if ``images`` is empty or not ``(N, S, S)``.
     """
-    imgs = np.asarray(images)
-    if imgs.ndim == 4 and imgs.shape[-1] == 1:
-        imgs = imgs[..., 0]
-    if imgs.ndim != 3 or imgs.shape[1] != imgs.shape[2]:
-        raise DataError(f"expected faces of shape (N, S, S), got {imgs.shape}")
-    if len(imgs) == 0:
-        raise DataError("no faces to predict (empty evaluation split)")
-    if imgs.dtype != np.uint8:
-        imgs = np.clip(imgs, 0, 255).astype(np.uint8)
+    imgs = _as_faces(images)
     batch_size = max(1, int(batch_size))
-
     if isinstance(model_or_path, str | os.PathLike):
         model_or_path = open_model(model_or_path)
     if isinstance(model_or_path, LoadedModel):

@@ -58,20 +58,8 @@ def collect_run(run: Path, latency: dict[str, float]) -> dict[str, Any] | None:
     if not cfg or cfg.get("status") != "complete" or not metrics or "accuracy" not in metrics:
         return None
     arch = cfg["arch"]
-    int8_meta = read_json_object(run / "int8.json") or {}
-    int8_eval = read_json_object(run / "int8_eval" / "metrics.json") or {}
-    ferplus = read_json_object(run / "ferplus7_eval" / "metrics.json") or {}
-    parity = int8_meta.get("parity") or int8_meta.get("metadata", {}).get("parity") or {}
-    tfl = run / "int8.tflite"
     excl = metrics.get("excluding_train_duplicates") or {}
     data = cfg.get("data") or {}
-    lineage = _lineage(cfg)
-    own_epochs = _epochs(run)
-    seconds = [c["train_seconds"] for c in lineage] + [metrics.get("train_seconds")]
-    # A soup (as this run or as a warm start's parent) adds no epochs of its own.
-    epochs = [c["epochs"] for c in lineage if not c.get("soup")]
-    if not cfg.get("soup"):
-        epochs.append(own_epochs)
     return {
         "arch": arch,
         "run": run.name,
@@ -83,6 +71,30 @@ def collect_run(run: Path, latency: dict[str, float]) -> dict[str, Any] | None:
         "float": {k: metrics.get(k) for k in ("accuracy", "macro_f1", "auc_macro")},
         "float_excl_twins": {k: excl.get(k) for k in ("accuracy", "macro_f1")}
         | {"n": excl.get("n")},
+        **_companion_columns(run),
+        "latency_ms": latency.get(arch),
+        **_cost_columns(run, cfg, metrics),
+        "n": metrics.get("n"),
+        "n_excluded": excl.get("n_excluded"),
+        "test_fraction_seen_in_training": data.get("test_fraction_seen_in_training"),
+        "per_class_seen_unseen": _seen_unseen(metrics),
+        "per_class_recall": {
+            k: v.get("recall") for k, v in (metrics.get("per_class") or {}).items()
+        },
+        "claim": SEED_CLAIMS.get(arch, ""),
+        "command": cfg.get("command"),
+        "commit": cfg.get("commit"),
+    }
+
+
+def _companion_columns(run: Path) -> dict[str, Any]:
+    """The columns of the optional companions: the int8 model, its evaluation, FERPlus scores."""
+    int8_meta = read_json_object(run / "int8.json") or {}
+    int8_eval = read_json_object(run / "int8_eval" / "metrics.json") or {}
+    ferplus = read_json_object(run / "ferplus7_eval" / "metrics.json") or {}
+    parity = int8_meta.get("parity") or int8_meta.get("metadata", {}).get("parity") or {}
+    tfl = run / "int8.tflite"
+    return {
         "int8": {
             "accuracy": int8_eval.get("accuracy", parity.get("converted_accuracy")),
             "macro_f1": int8_eval.get("macro_f1", parity.get("converted_macro_f1")),
@@ -94,23 +106,25 @@ def collect_run(run: Path, latency: dict[str, float]) -> dict[str, Any] | None:
         "ferplus7": {k: ferplus.get(k) for k in ("accuracy", "macro_f1", "n")},
         "int8_drop_pp": parity.get("drop_pp"),
         "tflite_bytes": tfl.stat().st_size if tfl.is_file() else None,
-        "latency_ms": latency.get(arch),
+    }
+
+
+def _cost_columns(run: Path, cfg: dict[str, Any], metrics: dict[str, Any]) -> dict[str, Any]:
+    """Training time and epochs, of this cycle and with its warm-start parents."""
+    lineage = _lineage(cfg)
+    own_epochs = _epochs(run)
+    seconds = [c["train_seconds"] for c in lineage] + [metrics.get("train_seconds")]
+    # A soup (as this run or as a warm start's parent) adds no epochs of its own.
+    epochs = [c["epochs"] for c in lineage if not c.get("soup")]
+    if not cfg.get("soup"):
+        epochs.append(own_epochs)
+    return {
         "train_seconds": metrics.get("train_seconds"),
         "epochs": own_epochs,
         # Whole cost including warm-start parents; None if a parent's numbers are missing.
         "train_seconds_total": sum(seconds) if all(seconds) else None,
         "epochs_by_cycle": epochs if lineage else None,
         "lineage": lineage or None,
-        "n": metrics.get("n"),
-        "n_excluded": excl.get("n_excluded"),
-        "test_fraction_seen_in_training": data.get("test_fraction_seen_in_training"),
-        "per_class_seen_unseen": _seen_unseen(metrics),
-        "per_class_recall": {
-            k: v.get("recall") for k, v in (metrics.get("per_class") or {}).items()
-        },
-        "claim": SEED_CLAIMS.get(arch, ""),
-        "command": cfg.get("command"),
-        "commit": cfg.get("commit"),
     }
 
 
@@ -232,36 +246,14 @@ def leaky_table(rows: list[dict[str, Any]]) -> str:
     The accuracy on test rows that were also training rows and on the rest is derived from the
     run's overall score and its score without the seen rows.
     """
-    honest: dict[str, dict[str, Any]] = {}
-    for r in rows:  # the best leak-free run of each architecture
-        best = honest.get(r["arch"])
-        if r["protocol"] == "leak-free" and (
-            best is None or (r["float"]["accuracy"] or 0) > (best["float"]["accuracy"] or 0)
-        ):
-            honest[r["arch"]] = r
+    honest = _best_leak_free(rows)
     head = (
         "| architecture | protocol | epochs | test rows | test rows also in training | accuracy % on its "
         "test split | on the seen test rows | on the never-seen test rows | same architecture, "
         "leak-free PublicTest % | seed's own claim |\n"
         "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |\n"
     )
-    lines = []
-    for r in rows:
-        if r["protocol"] == "leak-free":
-            continue
-        n, acc = r["n"], r["float"]["accuracy"]
-        unseen = r["float_excl_twins"]
-        n_seen = r.get("n_excluded")
-        seen_acc = None
-        if isinstance(n, int) and isinstance(n_seen, int) and unseen["n"] is not None:
-            seen_acc = _rate_on_seen(acc, n, unseen["accuracy"] or 0.0, unseen["n"])
-        frac = r.get("test_fraction_seen_in_training")
-        ref = honest.get(r["arch"], {}).get("float", {}).get("accuracy")
-        lines.append(
-            f"| {_name(r)} | {r['protocol']} | {r['epochs'] or '–'} | {n:,} "
-            f"| {n_seen if n_seen is not None else '–'} ({_pct(frac)} %) | {_pct(acc)} "
-            f"| {_pct(seen_acc)} | {_pct(unseen['accuracy'])} | {_pct(ref)} | {r['claim']} |"
-        )
+    lines = [_leaky_line(r, honest) for r in rows if r["protocol"] != "leak-free"]
     if not lines:
         return ""
     text = head + "\n".join(lines) + "\n"
@@ -269,19 +261,56 @@ def leaky_table(rows: list[dict[str, Any]]) -> str:
         per = r.get("per_class_seen_unseen")
         if r["protocol"] == "leak-free" or not per:
             continue
-        ref = (honest.get(r["arch"]) or {}).get("per_class_recall") or {}
+        text += _seen_unseen_table(r, per, (honest.get(r["arch"]) or {}).get("per_class_recall"))
+    return text
+
+
+def _best_leak_free(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The most accurate leak-free run of each architecture."""
+    honest: dict[str, dict[str, Any]] = {}
+    for r in rows:
+        best = honest.get(r["arch"])
+        if r["protocol"] == "leak-free" and (
+            best is None or (r["float"]["accuracy"] or 0) > (best["float"]["accuracy"] or 0)
+        ):
+            honest[r["arch"]] = r
+    return honest
+
+
+def _leaky_line(r: dict[str, Any], honest: dict[str, dict[str, Any]]) -> str:
+    """A leaky run's row: its score on seen and never-seen test rows, the leak-free one's."""
+    n, acc = r["n"], r["float"]["accuracy"]
+    unseen = r["float_excl_twins"]
+    n_seen = r.get("n_excluded")
+    seen_acc = None
+    if isinstance(n, int) and isinstance(n_seen, int) and unseen["n"] is not None:
+        seen_acc = _rate_on_seen(acc, n, unseen["accuracy"] or 0.0, unseen["n"])
+    frac = r.get("test_fraction_seen_in_training")
+    ref = honest.get(r["arch"], {}).get("float", {}).get("accuracy")
+    return (
+        f"| {_name(r)} | {r['protocol']} | {r['epochs'] or '–'} | {n:,} "
+        f"| {n_seen if n_seen is not None else '–'} ({_pct(frac)} %) | {_pct(acc)} "
+        f"| {_pct(seen_acc)} | {_pct(unseen['accuracy'])} | {_pct(ref)} | {r['claim']} |"
+    )
+
+
+def _seen_unseen_table(
+    r: dict[str, Any], per: dict[str, dict[str, Any]], ref: dict[str, Any] | None
+) -> str:
+    """Per class recall of a leaky run on seen vs never-seen test rows, beside leak-free's."""
+    ref = ref or {}
+    text = (
+        f"\nPer class, {_name(r)} ({r['protocol']}, {r['epochs']} epochs): recall on test rows "
+        "that are copies of training rows vs on the rest, beside the leak-free model's "
+        "PublicTest recall.\n\n"
+        "| class | seen test rows | recall on seen | never-seen test rows | recall on never-seen "
+        "| leak-free PublicTest recall |\n| --- | ---: | ---: | ---: | ---: | ---: |\n"
+    )
+    for name, c in per.items():
         text += (
-            f"\nPer class, {_name(r)} ({r['protocol']}, {r['epochs']} epochs): recall on test rows "
-            "that are copies of training rows vs on the rest, beside the leak-free model's "
-            "PublicTest recall.\n\n"
-            "| class | seen test rows | recall on seen | never-seen test rows | recall on never-seen "
-            "| leak-free PublicTest recall |\n| --- | ---: | ---: | ---: | ---: | ---: |\n"
+            f"| {name} | {c['n_seen']:,} | {_pct(c['recall_seen'])} | {c['n_unseen']:,} "
+            f"| {_pct(c['recall_unseen'])} | {_pct(ref.get(name))} |\n"
         )
-        for name, c in per.items():
-            text += (
-                f"| {name} | {c['n_seen']:,} | {_pct(c['recall_seen'])} | {c['n_unseen']:,} "
-                f"| {_pct(c['recall_unseen'])} | {_pct(ref.get(name))} |\n"
-            )
     return text
 
 
@@ -331,37 +360,51 @@ def write_report(
     Raises:
         DataError: if no run folder is complete or a JSON file is unreadable.
     """
-    latency: dict[str, float] = {}
-    if latency_json is not None:
-        lat = read_json_object(latency_json) or {}
-        latency = {m["arch"]: m["face_ms_p50"] for m in lat.get("models", []) if "face_ms_p50" in m}
+    latency = _read_latency(latency_json)
     rows = []
     for run in runs:
         row = collect_run(run, latency)
         if row is None:
             continue
         rows.append(row)
-        dest = out / run.name
-        dest.mkdir(parents=True, exist_ok=True)
-        for f in sorted(run.rglob("*")):
-            if f.is_file() and f.suffix in COPY_SUFFIXES and f.name != "state.json":
-                target = dest / f.relative_to(run)
-                target.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copy2(f, target)
+        _copy_small_files(run, out / run.name)
     if not rows:
         raise DataError(f"no complete run folder among {[str(r) for r in runs]}")
     rows.sort(key=lambda r: -(r["float"]["accuracy"] or 0.0))
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "results.json", rows)
     if markdown is not None:
-        # Only leak-free runs are PublicTest results; the leaky reproduction gets its own table.
-        honest = [r for r in rows if r["protocol"] == "leak-free"]
-        text = markdown.read_text() if markdown.exists() else "# Results\n"
-        text = _splice(text, BEGIN, END, markdown_table(honest))
-        if TWINS_BEGIN in text:
-            text = _splice(text, TWINS_BEGIN, TWINS_END, twins_table(honest))
-        leaky = leaky_table(rows)
-        if leaky:
-            text = _splice(text, LEAKY_BEGIN, LEAKY_END, leaky)
-        write_text_atomic(markdown, text)
+        _update_markdown(markdown, rows)
     return rows
+
+
+def _read_latency(latency_json: Path | None) -> dict[str, float]:
+    """Face latency p50 (ms) by architecture from ``bench/latency.py``'s JSON, if given."""
+    if latency_json is None:
+        return {}
+    lat = read_json_object(latency_json) or {}
+    return {m["arch"]: m["face_ms_p50"] for m in lat.get("models", []) if "face_ms_p50" in m}
+
+
+def _copy_small_files(run: Path, dest: Path) -> None:
+    """Copy a run's JSON, CSV and PNG files (not ``state.json``) into ``dest``."""
+    dest.mkdir(parents=True, exist_ok=True)
+    for f in sorted(run.rglob("*")):
+        if f.is_file() and f.suffix in COPY_SUFFIXES and f.name != "state.json":
+            target = dest / f.relative_to(run)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(f, target)
+
+
+def _update_markdown(markdown: Path, rows: list[dict[str, Any]]) -> None:
+    """Replace the tables between the results/twins/leaky markers of ``markdown``."""
+    # Only leak-free runs are PublicTest results; the leaky reproduction gets its own table.
+    honest = [r for r in rows if r["protocol"] == "leak-free"]
+    text = markdown.read_text() if markdown.exists() else "# Results\n"
+    text = _splice(text, BEGIN, END, markdown_table(honest))
+    if TWINS_BEGIN in text:
+        text = _splice(text, TWINS_BEGIN, TWINS_END, twins_table(honest))
+    leaky = leaky_table(rows)
+    if leaky:
+        text = _splice(text, LEAKY_BEGIN, LEAKY_END, leaky)
+    write_text_atomic(markdown, text)

@@ -88,25 +88,9 @@ def soup_run(opts: SoupOptions) -> dict[str, Any]:
         DataError: unreadable data or config.
     """
     from train.data import load_fer2013
-    from train.provenance import checkpoint_provenance, git_commit
 
-    if opts.method not in METHODS:
-        raise ConfigError(f"unknown soup method {opts.method!r}; valid: {', '.join(METHODS)}")
-    paths = [Path(m) for m in opts.models]
-    if len(paths) < 2:
-        raise ConfigError("a soup needs at least two checkpoints")
-    run = Path(opts.out)
-    if run.exists() and any(run.iterdir()):
-        raise ConfigError(f"{run} exists and is not empty; choose another --out")
-    configs = [_ingredient_config(p) for p in paths]
-    for key in ("arch", "labels", "contract"):
-        values = {json.dumps(c.get(key), sort_keys=True) for c in configs}
-        if len(values) > 1:
-            raise ConfigError(f"the checkpoints differ in {key!r}: {sorted(values)}")
-    base = configs[0]
-    if base.get("labels") != list(FER2013_LABELS):
-        raise ConfigError("soups are built on FER2013-labelled runs only")
-
+    paths, run = [Path(m) for m in opts.models], Path(opts.out)
+    base = _check_ingredients(opts, paths, run)
     val = load_fer2013(opts.data, opts.val_usage).require_nonempty(f"{opts.val_usage} split")
     models = [load_keras_model(p) for p in paths]
     weights = [m.get_weights() for m in models]
@@ -115,46 +99,15 @@ def soup_run(opts: SoupOptions) -> dict[str, Any]:
     accs = [_accuracy(m, val.images, val.labels) for m in models]
     for p, a in zip(paths, accs, strict=True):
         log.info("ingredient %s: %s accuracy %.4f", p, opts.val_usage, a)
-    order = sorted(range(len(paths)), key=lambda i: -accs[i])
     soup = models[0]
-    if opts.method == "uniform":
-        kept = order
-        soup.set_weights(average_weights(weights))
-    else:
-        kept, best = [order[0]], accs[order[0]]
-        for i in order[1:]:
-            soup.set_weights(average_weights([weights[j] for j in [*kept, i]]))
-            acc = _accuracy(soup, val.images, val.labels)
-            log.info("soup + %s: %.4f (best so far %.4f)", paths[i], acc, best)
-            if acc >= best:
-                kept, best = [*kept, i], acc
-        soup.set_weights(average_weights([weights[j] for j in kept]))
+    kept = _cook(soup, weights, accs, opts.method, val, paths)
     seconds = time.time() - t0
-
     created = not run.exists()
     run.mkdir(parents=True, exist_ok=True)
     try:
         with atomic_path(run / "model.keras", suffix=".keras") as tmp:
             soup.save(tmp)
-        ingredients = [
-            checkpoint_provenance(p) | {"val_accuracy": round(accs[i], 6), "kept": i in kept}
-            for i, p in enumerate(paths)
-        ]
-        config = {
-            key: base.get(key) for key in ("arch", "seed_paper", "kind", "labels", "contract")
-        }
-        config.update(
-            options={"protocol": "leak-free", "seed": (base.get("options") or {}).get("seed")},
-            data=base.get("data"),
-            command=opts.command or shlex.join(["fer-train", *sys.argv[1:]]),
-            commit=git_commit(),
-            soup={"method": opts.method, "val_usage": opts.val_usage, "ingredients": ingredients},
-            protocol=(
-                f"soup of leak-free runs: weights averaged; ingredients chosen by "
-                f"{opts.val_usage} accuracy ({opts.method})"
-            ),
-            status="running",
-        )
+        config = _soup_config(opts, base, paths, accs, kept)
         RunFolder(run).write_config(config)
         twins = train_twin_rows(opts.data, val)
         extra = {
@@ -173,3 +126,84 @@ def soup_run(opts: SoupOptions) -> dict[str, Any]:
         "soup of %d/%d checkpoints: %.4f -> %s", len(kept), len(paths), metrics["accuracy"], run
     )
     return metrics
+
+
+def _check_ingredients(opts: SoupOptions, paths: list[Path], run: Path) -> dict[str, Any]:
+    """Refuse a soup that cannot be made; the first ingredient's ``config.json``.
+
+    Raises:
+        ConfigError: as :func:`soup_run` says.
+    """
+    if opts.method not in METHODS:
+        raise ConfigError(f"unknown soup method {opts.method!r}; valid: {', '.join(METHODS)}")
+    if len(paths) < 2:
+        raise ConfigError("a soup needs at least two checkpoints")
+    if run.exists() and any(run.iterdir()):
+        raise ConfigError(f"{run} exists and is not empty; choose another --out")
+    configs = [_ingredient_config(p) for p in paths]
+    for key in ("arch", "labels", "contract"):
+        values = {json.dumps(c.get(key), sort_keys=True) for c in configs}
+        if len(values) > 1:
+            raise ConfigError(f"the checkpoints differ in {key!r}: {sorted(values)}")
+    base = configs[0]
+    if base.get("labels") != list(FER2013_LABELS):
+        raise ConfigError("soups are built on FER2013-labelled runs only")
+    return base
+
+
+def _cook(
+    soup: Any,
+    weights: list[list[np.ndarray]],
+    accs: list[float],
+    method: str,
+    val: Any,
+    paths: list[Path],
+) -> list[int]:
+    """Set ``soup``'s weights by ``method``; the indices of the checkpoints kept, best first.
+
+    ``uniform`` averages all; ``greedy`` adds checkpoints in order of validation accuracy and
+    keeps each only if the soup's accuracy does not drop.
+    """
+    order = sorted(range(len(accs)), key=lambda i: -accs[i])
+    if method == "uniform":
+        soup.set_weights(average_weights(weights))
+        return order
+    kept, best = [order[0]], accs[order[0]]
+    for i in order[1:]:
+        soup.set_weights(average_weights([weights[j] for j in [*kept, i]]))
+        acc = _accuracy(soup, val.images, val.labels)
+        log.info("soup + %s: %.4f (best so far %.4f)", paths[i], acc, best)
+        if acc >= best:
+            kept, best = [*kept, i], acc
+    soup.set_weights(average_weights([weights[j] for j in kept]))
+    return kept
+
+
+def _soup_config(
+    opts: SoupOptions,
+    base: dict[str, Any],
+    paths: list[Path],
+    accs: list[float],
+    kept: list[int],
+) -> dict[str, Any]:
+    """The soup's ``config.json`` (status ``running``): its ingredients and their provenance."""
+    from train.provenance import checkpoint_provenance, git_commit
+
+    ingredients = [
+        checkpoint_provenance(p) | {"val_accuracy": round(accs[i], 6), "kept": i in kept}
+        for i, p in enumerate(paths)
+    ]
+    config = {key: base.get(key) for key in ("arch", "seed_paper", "kind", "labels", "contract")}
+    config.update(
+        options={"protocol": "leak-free", "seed": (base.get("options") or {}).get("seed")},
+        data=base.get("data"),
+        command=opts.command or shlex.join(["fer-train", *sys.argv[1:]]),
+        commit=git_commit(),
+        soup={"method": opts.method, "val_usage": opts.val_usage, "ingredients": ingredients},
+        protocol=(
+            f"soup of leak-free runs: weights averaged; ingredients chosen by "
+            f"{opts.val_usage} accuracy ({opts.method})"
+        ),
+        status="running",
+    )
+    return config

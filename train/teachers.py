@@ -92,9 +92,8 @@ def load_teachers(
             contract, or an unknown ``tta``.
         ModelError: a file that cannot be loaded.
     """
-    from edge.classify.deployed import open_classifier
     from train.predict import TFLITE_SUFFIXES, load_keras_model
-    from train.provenance import check_leak_free, checkpoint_provenance, leak_free_run_config
+    from train.provenance import checkpoint_provenance, leak_free_run_config
 
     if tta not in TEACHER_TTA:
         raise ConfigError(f"--teacher-tta {tta!r}; valid: {', '.join(TEACHER_TTA)}")
@@ -112,16 +111,24 @@ def load_teachers(
         teachers.keras_models.append(load_keras_model(path))
         teachers.provenance.append(checkpoint_provenance(path))
     if tflite:
-        deployed = open_classifier(tflite, tta=tta)
-        for m in deployed.members:
-            md = m.metadata
-            check_leak_free(dict(md.training), m.path, "--teacher", val_usage)
-            _check_same_task(
-                m.path, {"labels": list(md.labels), "contract": md.contract.to_dict()}, want
-            )
-            teachers.provenance.append(
-                {"path": str(m.path), "sha256": m.sha256, "parent": {"arch": md.arch}}
-                | {"command": md.training.get("command"), "commit": md.training.get("commit")}
-            )
-        teachers.deployed = deployed
+        _add_deployed(teachers, tflite, want, val_usage)
     return teachers
+
+
+def _add_deployed(teachers: Teachers, paths: list[Path], want: list[str], val_usage: str) -> None:
+    """Open the ``.tflite`` teachers as one deployed classifier, each checked like a run."""
+    from edge.classify.deployed import open_classifier
+    from train.provenance import check_leak_free
+
+    deployed = open_classifier(paths, tta=teachers.tta)
+    for m in deployed.members:
+        md = m.metadata
+        check_leak_free(dict(md.training), m.path, "--teacher", val_usage)
+        _check_same_task(
+            m.path, {"labels": list(md.labels), "contract": md.contract.to_dict()}, want
+        )
+        teachers.provenance.append(
+            {"path": str(m.path), "sha256": m.sha256, "parent": {"arch": md.arch}}
+            | {"command": md.training.get("command"), "commit": md.training.get("commit")}
+        )
+    teachers.deployed = deployed

@@ -136,6 +136,21 @@ class TFLiteClassifier(Classifier):
     def _setup_tensors(self) -> None:
         ins = self._interp.get_input_details()
         outs = self._interp.get_output_details()
+        self._check_shapes(ins, outs)
+        s = self._meta.input_size
+        self._in_index = int(ins[0]["index"])
+        self._out_index = int(outs[0]["index"])
+        self._in_dtype: type[np.generic] = np.dtype(ins[0]["dtype"]).type
+        self._out_dtype: type[np.generic] = np.dtype(outs[0]["dtype"]).type
+        in_scale, in_zp = ins[0]["quantization"]
+        self._lut = self._input_table(in_scale, in_zp)
+        self._out_scale, self._out_zp = self._output_dequantization(*outs[0]["quantization"])
+        self._in_buf = np.zeros((1, s, s, 1), dtype=self._in_dtype)
+        self._in_view = self._in_buf[0, :, :, 0]
+        self._quant_in = (float(in_scale), int(in_zp))
+
+    def _check_shapes(self, ins: list[dict[str, Any]], outs: list[dict[str, Any]]) -> None:
+        """One ``[1, S, S, 1]`` input and one ``[1, classes]`` output, as the metadata says."""
         if len(ins) != 1 or len(outs) != 1:
             raise ModelError(
                 f"{self._path} has {len(ins)} inputs and {len(outs)} outputs; expected one each"
@@ -154,39 +169,34 @@ class TFLiteClassifier(Classifier):
                 f"{self._path} output tensor shape {list(out_shape)} does not match its "
                 f"{n_classes} labels"
             )
-        self._in_index = int(ins[0]["index"])
-        self._out_index = int(outs[0]["index"])
-        self._in_dtype: type[np.generic] = np.dtype(ins[0]["dtype"]).type
-        self._out_dtype: type[np.generic] = np.dtype(outs[0]["dtype"]).type
+
+    def _input_table(self, in_scale: float, in_zp: int) -> np.ndarray:
+        """The input tensor's value of each pixel 0..255."""
         pixels = np.arange(256, dtype=np.float64)
-        in_scale, in_zp = ins[0]["quantization"]
         if self._in_dtype in (np.int8, np.uint8):
             if not in_scale:
                 raise ModelError(f"{self._path}: integer input tensor has no quantization scale")
             # A 256-entry table maps every possible pixel to its quantized value once, so the
             # hot path is a single lookup (and exact: rounding happens here, not per frame).
-            lim = np.iinfo(self._in_dtype)
+            lim = np.iinfo(self._in_dtype)  # type: ignore[type-var]
             q = np.clip(np.round(pixels / in_scale + in_zp), lim.min, lim.max)
-            self._lut = q.astype(self._in_dtype)
-        elif self._in_dtype == np.float32:
-            self._lut = pixels.astype(np.float32)  # raw 0..255: normalization is in-model
-        else:
-            raise ModelError(
-                f"{self._path}: unsupported input dtype {self._in_dtype.__name__}; "
-                "expected int8, uint8 or float32"
-            )
-        out_scale, out_zp = outs[0]["quantization"]
+            return q.astype(self._in_dtype)
+        if self._in_dtype == np.float32:
+            return pixels.astype(np.float32)  # raw 0..255: normalization is in-model
+        raise ModelError(
+            f"{self._path}: unsupported input dtype {self._in_dtype.__name__}; "
+            "expected int8, uint8 or float32"
+        )
+
+    def _output_dequantization(self, out_scale: float, out_zp: int) -> tuple[float, float]:
+        """``(scale, zero point)`` that turn the output tensor into float scores."""
         if self._out_dtype in (np.int8, np.uint8, np.int16):
             if not out_scale:
                 raise ModelError(f"{self._path}: integer output tensor has no quantization scale")
-            self._out_scale, self._out_zp = float(out_scale), float(out_zp)
-        elif self._out_dtype in (np.float32, np.float16):
-            self._out_scale, self._out_zp = 1.0, 0.0
-        else:
-            raise ModelError(f"{self._path}: unsupported output dtype {self._out_dtype.__name__}")
-        self._in_buf = np.zeros((1, s, s, 1), dtype=self._in_dtype)
-        self._in_view = self._in_buf[0, :, :, 0]
-        self._quant_in = (float(in_scale), int(in_zp))
+            return float(out_scale), float(out_zp)
+        if self._out_dtype in (np.float32, np.float16):
+            return 1.0, 0.0
+        raise ModelError(f"{self._path}: unsupported output dtype {self._out_dtype.__name__}")
 
     @property
     def metadata(self) -> ModelMetadata:

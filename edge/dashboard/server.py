@@ -355,22 +355,7 @@ async def _serve(
     stop: threading.Event | None,
     ready: threading.Event | None,
 ) -> int:
-    runner = web.AppRunner(dashboard.make_app(), access_log=None, shutdown_timeout=2.0)
-    await runner.setup()
-    site = web.TCPSite(runner, host, port)
-    try:
-        await site.start()
-    except OSError as e:
-        await runner.cleanup()
-        raise ConfigError(f"cannot listen on {host}:{port}: {e.strerror or e}") from None
-    log.info(
-        "dashboard on http://%s:%d/ (broker %s, prefix %s, auth %s)",
-        host,
-        port,
-        dashboard.mqtt_cfg.safe_url(),
-        dashboard.prefix,
-        "basic" if dashboard.auth else "none",
-    )
+    runner = await _start_site(dashboard, host, port)
     done = asyncio.Event()
     loop = asyncio.get_running_loop()
     if threading.current_thread() is threading.main_thread():
@@ -391,3 +376,28 @@ async def _serve(
         await runner.cleanup()
     log.info("dashboard stopped")
     return 0
+
+
+async def _start_site(dashboard: Dashboard, host: str, port: int) -> web.AppRunner:
+    """Listen on ``host:port``; the runner to clean up when done.
+
+    Raises:
+        ConfigError: if the address cannot be bound (in use, not ours).
+    """
+    runner = web.AppRunner(dashboard.make_app(), access_log=None, shutdown_timeout=2.0)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port)
+    try:
+        await site.start()
+    except OSError as e:
+        await runner.cleanup()
+        raise ConfigError(f"cannot listen on {host}:{port}: {e.strerror or e}") from None
+    log.info(
+        "dashboard on http://%s:%d/ (broker %s, prefix %s, auth %s)",
+        host,
+        port,
+        dashboard.mqtt_cfg.safe_url(),
+        dashboard.prefix,
+        "basic" if dashboard.auth else "none",
+    )
+    return runner

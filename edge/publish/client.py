@@ -65,21 +65,30 @@ def make_client(cfg: MqttSinkConfig, client_id: str) -> tuple[mqtt.Client, str, 
     if username is not None or password is not None:
         client.username_pw_set(username or "", password)
     if cfg.tls:
-        try:
-            client.tls_set(
-                ca_certs=str(cfg.ca_file) if cfg.ca_file else None,
-                certfile=str(cfg.cert_file) if cfg.cert_file else None,
-                keyfile=str(cfg.key_file) if cfg.key_file else None,
-                cert_reqs=ssl.CERT_REQUIRED,
-            )
-        except (OSError, ssl.SSLError) as e:
-            raise PublishError(
-                f"mqtt TLS setup failed (ca_file={cfg.ca_file}, cert_file={cfg.cert_file}, "
-                f"key_file={cfg.key_file}): {e}"
-            ) from None
-        if cfg.tls_insecure:
-            client.tls_insecure_set(True)
+        _set_tls(client, cfg)
     elif cfg.ca_file or cfg.cert_file:
         log.warning("mqtt: ca_file/cert_file are ignored for %s (use mqtts://)", cfg.safe_url())
     client.reconnect_delay_set(cfg.reconnect_min_s, cfg.reconnect_max_s)  # type: ignore[arg-type]
     return client, host, port, username
+
+
+def _set_tls(client: mqtt.Client, cfg: MqttSinkConfig) -> None:
+    """Load the CA bundle and client certificate of an ``mqtts://`` broker.
+
+    Raises:
+        PublishError: if a TLS file cannot be loaded (named in the message).
+    """
+    try:
+        client.tls_set(
+            ca_certs=str(cfg.ca_file) if cfg.ca_file else None,
+            certfile=str(cfg.cert_file) if cfg.cert_file else None,
+            keyfile=str(cfg.key_file) if cfg.key_file else None,
+            cert_reqs=ssl.CERT_REQUIRED,
+        )
+    except (OSError, ssl.SSLError) as e:
+        raise PublishError(
+            f"mqtt TLS setup failed (ca_file={cfg.ca_file}, cert_file={cfg.cert_file}, "
+            f"key_file={cfg.key_file}): {e}"
+        ) from None
+    if cfg.tls_insecure:
+        client.tls_insecure_set(True)

@@ -39,7 +39,7 @@ from typing import Any
 
 from edge import __version__
 from edge.liveness import DeviceStatus
-from edge.topics import Topics
+from edge.topics import DeviceTopics, Topics
 
 log = logging.getLogger(__name__)
 
@@ -122,13 +122,31 @@ def discovery_configs(
     """
     node = node_id(device_id)
     topics = Topics(topic_prefix).device(device_id)
-    device = {
+    common = _common_config(topics, _device_block(device_id, node, model_name), expire_after)
+    sensors = _sensor_configs(labels, topics.state)
+    out: dict[str, dict[str, Any]] = {}
+    for obj in OBJECT_IDS:
+        cfg = {**sensors[obj], **common}
+        cfg["unique_id"] = f"fer_edge_{node}_{obj}"
+        out[config_topic(discovery_prefix, device_id, obj)] = cfg
+    return out
+
+
+def _device_block(device_id: str, node: str, model_name: str) -> dict[str, Any]:
+    """HA's ``device`` block: every sensor of one device groups under it."""
+    return {
         "identifiers": [f"fer_edge_{node}"],
         "name": device_id,
         "model": model_name,
         "manufacturer": "fer-edge",
         "sw_version": __version__,
     }
+
+
+def _common_config(
+    topics: DeviceTopics, device: dict[str, Any], expire_after: int | None
+) -> dict[str, Any]:
+    """The keys every sensor shares: state topic, availability from the status, device."""
     common: dict[str, Any] = {
         "state_topic": topics.state,
         "availability": [
@@ -145,13 +163,18 @@ def discovery_configs(
     }
     if expire_after is not None:
         common["expire_after"] = int(expire_after)
-    sensors: dict[str, dict[str, Any]] = {
+    return common
+
+
+def _sensor_configs(labels: Sequence[str], state_topic: str) -> dict[str, dict[str, Any]]:
+    """The keys of each sensor (emotion, faces, confidence), by object id."""
+    return {
         "emotion": {
             "name": "Emotion",
             "device_class": "enum",
             "options": list(labels),
             "value_template": _EMOTION_TPL,
-            "json_attributes_topic": topics.state,
+            "json_attributes_topic": state_topic,
             "json_attributes_template": _TRACKS_TPL,
             "icon": "mdi:emoticon-outline",
         },
@@ -170,12 +193,6 @@ def discovery_configs(
             "icon": "mdi:gauge",
         },
     }
-    out: dict[str, dict[str, Any]] = {}
-    for obj in OBJECT_IDS:
-        cfg = {**sensors[obj], **common}
-        cfg["unique_id"] = f"fer_edge_{node}_{obj}"
-        out[config_topic(discovery_prefix, device_id, obj)] = cfg
-    return out
 
 
 class Discovery:

@@ -112,6 +112,18 @@ class MqttSink(Sink):
         #: Set when the broker refused us for a reason retrying cannot fix (bad credentials).
         self.fatal_error: PublishError | None = None
         self._client: mqtt.Client | None = None
+        self._init_queue()
+        self._init_counters()
+        self._state_payload: str | None = None  # newest state, re-sent on reconnect
+        self._heartbeat = Heartbeat(cfg, self.topic_status, self.topic_state, self._newest_state)
+        self._spool = (
+            Spool(cfg.spool_dir, self.client_id, cfg.spool_fsync) if cfg.spool_dir else None
+        )
+        self.heartbeat_s = self._heartbeat.interval_s
+        self._discovery = self._make_discovery() if cfg.homeassistant else None
+
+    def _init_queue(self) -> None:
+        """The event queue, the in-flight list and the worker's signals."""
         self._lock = threading.Lock()
         self._pending: deque[Event] = deque()
         self._inflight: list[tuple[Event, mqtt.MQTTMessageInfo]] = []
@@ -123,19 +135,15 @@ class MqttSink(Sink):
         self._closing = False
         self._closed = False
         self._undelivered: list[Event] = []
+
+    def _init_counters(self) -> None:
+        """The counters :meth:`stats` reports."""
         self._published = 0
         self._dropped = 0
         self._connects = 0
         self._connect_failures = 0
         self._failures_since_connect = 0
         self._stats_published = 0
-        self._state_payload: str | None = None  # newest state, re-sent on reconnect
-        self._heartbeat = Heartbeat(cfg, self.topic_status, self.topic_state, self._newest_state)
-        self._spool = (
-            Spool(cfg.spool_dir, self.client_id, cfg.spool_fsync) if cfg.spool_dir else None
-        )
-        self.heartbeat_s = self._heartbeat.interval_s
-        self._discovery = self._make_discovery() if cfg.homeassistant else None
 
     def _make_discovery(self) -> Discovery:
         """Home Assistant discovery for this device, published through this sink's client."""

@@ -3,7 +3,9 @@
 - :mod:`edge.testing.broker`: a real mosquitto broker on a free port (outages, passwords, TLS)
   and a recording subscriber;
 - :mod:`edge.testing.facevideo`: real FER2013 faces placed on a camera-sized canvas, written as
-  a video or images, with a realistic camera (noise, exposure drift, panning).
+  a video or images, with a realistic camera (noise, exposure drift, panning);
+- :mod:`edge.testing.mqtt`: test events, a fast-retrying sink config and a polling wait;
+- :mod:`edge.testing.cli`: ``python -m edge|train ...`` in a child process, output captured.
 
 They live in the package rather than in ``tests/`` so that ``bench/`` scripts import them like
 any other module instead of putting ``tests/`` on ``sys.path``. Nothing here runs on a device:

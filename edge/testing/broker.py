@@ -44,6 +44,16 @@ class BrokerError(RuntimeError):
     """The broker could not be started."""
 
 
+def _persistence_lines(workdir: Path, persistence: bool, autosave_s: int | None) -> list[str]:
+    """Retained messages and sessions kept in ``workdir`` across restarts, if asked."""
+    if not persistence:
+        return []
+    lines = ["persistence true", f"persistence_location {workdir}/"]
+    if autosave_s is not None:
+        lines.append(f"autosave_interval {int(autosave_s)}")
+    return lines
+
+
 class Mosquitto:
     """One mosquitto process with its own folder, port and optional auth/TLS."""
 
@@ -81,6 +91,16 @@ class Mosquitto:
         self.proc: subprocess.Popen[bytes] | None = None
         self.log_path = self.workdir / "mosquitto.log"
         self.ca_file: Path | None = None
+        lines = self._base_lines() + _persistence_lines(self.workdir, persistence, autosave_s)
+        lines += self._auth_lines()
+        if tls:
+            self.ca_file, cert, key = _make_certs(self.workdir)
+            lines += [f"cafile {self.ca_file}", f"certfile {cert}", f"keyfile {key}"]
+        self.conf_path = self.workdir / "mosquitto.conf"
+        self.conf_path.write_text("\n".join(lines) + "\n")
+
+    def _base_lines(self) -> list[str]:
+        """The listener and logging (every connection is logged: tests read the log)."""
         lines = [
             f"listener {self.port} {self.host}",
             "log_dest stderr",
@@ -95,28 +115,22 @@ class Mosquitto:
             # Started as root, mosquitto switches to user 'mosquitto' and then cannot write
             # persistence files in our folder; as any other user it stays that user.
             lines.append("user root")
-        if persistence:
-            lines += ["persistence true", f"persistence_location {self.workdir}/"]
-            if autosave_s is not None:
-                lines.append(f"autosave_interval {int(autosave_s)}")
-        if self.passwords:
-            pw = self.workdir / "passwd"
-            pw.write_text("")
-            pw.chmod(0o600)
-            for user, password in self.passwords.items():
-                subprocess.run(
-                    [_mosquitto_passwd(), "-b", str(pw), user, password],
-                    check=True,
-                    capture_output=True,
-                )
-            lines += ["allow_anonymous false", f"password_file {pw}"]
-        else:
-            lines += ["allow_anonymous true"]
-        if tls:
-            self.ca_file, cert, key = _make_certs(self.workdir)
-            lines += [f"cafile {self.ca_file}", f"certfile {cert}", f"keyfile {key}"]
-        self.conf_path = self.workdir / "mosquitto.conf"
-        self.conf_path.write_text("\n".join(lines) + "\n")
+        return lines
+
+    def _auth_lines(self) -> list[str]:
+        """A password file of :attr:`passwords` (anonymous refused), or anonymous access."""
+        if not self.passwords:
+            return ["allow_anonymous true"]
+        pw = self.workdir / "passwd"
+        pw.write_text("")
+        pw.chmod(0o600)
+        for user, password in self.passwords.items():
+            subprocess.run(
+                [_mosquitto_passwd(), "-b", str(pw), user, password],
+                check=True,
+                capture_output=True,
+            )
+        return ["allow_anonymous false", f"password_file {pw}"]
 
     @property
     def url(self) -> str:
@@ -359,6 +373,7 @@ class Subscriber:
 
         parts = urlsplit(url)
         self.messages: list[tuple[str, bytes, bool]] = []
+        self._topics, self._qos = topics, qos
         self._cond = threading.Condition()
         self._subscribed = threading.Event()
         self.client = mqtt.Client(
@@ -368,27 +383,26 @@ class Subscriber:
             self.client.username_pw_set(username, password)
         if parts.scheme == "mqtts":
             self.client.tls_set(ca_certs=str(ca_file) if ca_file else None)
-
-        def on_connect(c, u, flags, rc, props):  # type: ignore[no-untyped-def]
-            if not rc.is_failure:
-                c.subscribe([(t, qos) for t in topics])
-
-        def on_subscribe(c, u, mid, rcs, props):  # type: ignore[no-untyped-def]
-            self._subscribed.set()
-
-        def on_message(c, u, msg):  # type: ignore[no-untyped-def]
-            with self._cond:
-                self.messages.append((msg.topic, bytes(msg.payload), bool(msg.retain)))
-                self._cond.notify_all()
-
-        self.client.on_connect = on_connect
-        self.client.on_subscribe = on_subscribe
-        self.client.on_message = on_message
+        self.client.on_connect = self._on_connect
+        self.client.on_subscribe = self._on_subscribe
+        self.client.on_message = self._on_message
         self.client.connect(parts.hostname or "127.0.0.1", parts.port or 1883, keepalive=30)
         self.client.loop_start()
         if not self._subscribed.wait(timeout):
             self.close()
             raise BrokerError(f"subscriber could not subscribe to {topics} at {url}")
+
+    def _on_connect(self, c, u, flags, rc, props):  # type: ignore[no-untyped-def]
+        if not rc.is_failure:
+            c.subscribe([(t, self._qos) for t in self._topics])
+
+    def _on_subscribe(self, c, u, mid, rcs, props):  # type: ignore[no-untyped-def]
+        self._subscribed.set()
+
+    def _on_message(self, c, u, msg):  # type: ignore[no-untyped-def]
+        with self._cond:
+            self.messages.append((msg.topic, bytes(msg.payload), bool(msg.retain)))
+            self._cond.notify_all()
 
     def on(self, topic: str) -> list[bytes]:
         """Payloads received on ``topic`` so far."""

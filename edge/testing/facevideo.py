@@ -208,11 +208,7 @@ def render_gray(
         and not cam.exposure_steps
         and cam.light_gradient == 0
     )
-    light = None
-    if cam.light_gradient:
-        yy, xx = np.mgrid[0 : CANVAS[0], 0 : CANVAS[1]].astype(np.float32)
-        t = (xx / CANVAS[1] + yy / CANVAS[0]) / 2.0  # 0 top-left .. 1 bottom-right
-        light = (1.0 + cam.light_gradient * (1.0 - 2.0 * t)).astype(np.float32)
+    light = _light_field(cam.light_gradient) if cam.light_gradient else None
     out = []
     for f in range(n_frames):
         c = bg[:, f * pan : f * pan + CANVAS[1]].copy()
@@ -220,15 +216,27 @@ def render_gray(
             if f in p.frames:
                 x, y, s, _ = p.box(f)
                 place(c, faces[p.face_index], x, y, s, p.roll)
-        if not plain:
-            v = c.astype(np.float32) * cam.gain(f)
-            if light is not None:
-                v *= light
-            if cam.noise_sigma > 0:
-                v += rng.normal(0.0, cam.noise_sigma, v.shape).astype(np.float32)
-            c = np.clip(v + 0.5, 0, 255).astype(np.uint8)
-        out.append(c)
+        out.append(c if plain else _expose(c, cam, f, light, rng))
     return out
+
+
+def _light_field(gradient: float) -> np.ndarray:
+    """Per-pixel gain of a light falling off from the top-left corner by ``gradient``."""
+    yy, xx = np.mgrid[0 : CANVAS[0], 0 : CANVAS[1]].astype(np.float32)
+    t = (xx / CANVAS[1] + yy / CANVAS[0]) / 2.0  # 0 top-left .. 1 bottom-right
+    return (1.0 + gradient * (1.0 - 2.0 * t)).astype(np.float32)
+
+
+def _expose(
+    c: np.ndarray, cam: Camera, f: int, light: np.ndarray | None, rng: np.random.Generator
+) -> np.ndarray:
+    """Frame ``f`` as the camera sees it: exposure gain, uneven light, sensor noise."""
+    v = c.astype(np.float32) * cam.gain(f)
+    if light is not None:
+        v *= light
+    if cam.noise_sigma > 0:
+        v += rng.normal(0.0, cam.noise_sigma, v.shape).astype(np.float32)
+    return np.clip(v + 0.5, 0, 255).astype(np.uint8)
 
 
 def write_video(path: Path, frames: list[np.ndarray], fps: float = 10.0) -> Path:

@@ -16,6 +16,7 @@ import io
 import logging
 import os
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -81,67 +82,99 @@ def read_fer2013_csv(
     """
     path = Path(path)
     cp = _cache_path(path) if cache and path.exists() else None
-    if cp is not None and cp.exists():
-        try:
-            with np.load(cp, allow_pickle=False) as z:
-                return z["images"], z["emotion"], z["usage"]
-        except (OSError, ValueError, KeyError):
-            log.warning("ignoring unreadable cache %s", cp)
+    cached = _load_cache(cp) if cp is not None and cp.exists() else None
+    if cached is not None:
+        return cached
     images: list[np.ndarray] = []
     emotion: list[int] = []
     usage: list[str] = []
     with _open_text(path) as f:
         reader = csv.reader(f)
-        try:
-            header = next(reader)
-        except StopIteration:
-            raise DataError(
-                f"{path}: empty file (expected header {','.join(FER_COLUMNS)})"
-            ) from None
-        except (csv.Error, OSError, EOFError) as e:
-            raise DataError(f"{path}: cannot read CSV header: {e}") from None
+        header = _header(reader, path, f"empty file (expected header {','.join(FER_COLUMNS)})")
         missing = [c for c in FER_COLUMNS if c not in header]
         if missing:
             raise DataError(
                 f"{path}: missing columns {missing}; found {header}, expected {list(FER_COLUMNS)}"
             )
-        ie, ip, iu = (header.index(c) for c in FER_COLUMNS)
+        cols = tuple(header.index(c) for c in FER_COLUMNS)
         for i, rec in _rows(reader, path):
             where = f"{path}: row {i} (line {i + 2})"
             if len(rec) < len(header):
                 raise DataError(f"{where}: expected {len(header)} fields, got {len(rec)}")
-            try:
-                emo = int(rec[ie])
-            except ValueError:
-                raise DataError(f"{where}: emotion {rec[ie]!r} is not an integer 0..6") from None
-            if not 0 <= emo <= 6:
-                raise DataError(f"{where}: emotion {emo} is outside 0..6")
-            try:
-                px = np.fromstring(rec[ip], dtype=np.int32, sep=" ")  # text mode: fast and exact
-            except ValueError:
-                # numpy >= 2 raises on text that is not whitespace-separated integers.
-                raise DataError(f"{where}: pixels must be integers separated by spaces") from None
-            if px.size != PIXELS:
-                raise DataError(f"{where}: pixels has {px.size} values, expected {PIXELS} (48x48)")
-            if px.min() < 0 or px.max() > 255:
-                raise DataError(f"{where}: pixel values must be 0..255")
-            if rec[iu] not in USAGES:
-                raise DataError(f"{where}: Usage {rec[iu]!r} is not one of {list(USAGES)}")
-            images.append(px.astype(np.uint8).reshape(48, 48))
+            img, emo, use = _parse_fer_row(rec, cols, where)
+            images.append(img)
             emotion.append(emo)
-            usage.append(rec[iu])
+            usage.append(use)
     if not images:
         raise DataError(f"{path}: no data rows")
     out = (np.stack(images), np.asarray(emotion, dtype=np.int64), np.asarray(usage))
     if cp is not None:
-        try:
-            cp.parent.mkdir(parents=True, exist_ok=True)
-            tmp = cp.with_suffix(".tmp.npz")
-            np.savez(tmp, images=out[0], emotion=out[1], usage=out[2])
-            os.replace(tmp, cp)
-        except OSError as e:
-            log.warning("could not write parse cache %s: %s", cp, e)
+        _save_cache(cp, out)
     return out
+
+
+def _parse_fer_row(
+    rec: list[str], cols: tuple[int, ...], where: str
+) -> tuple[np.ndarray, int, str]:
+    """One data row as ``(48x48 uint8 image, emotion, usage)``.
+
+    Raises:
+        DataError: naming ``where`` and what is wrong with the row.
+    """
+    ie, ip, iu = cols
+    try:
+        emo = int(rec[ie])
+    except ValueError:
+        raise DataError(f"{where}: emotion {rec[ie]!r} is not an integer 0..6") from None
+    if not 0 <= emo <= 6:
+        raise DataError(f"{where}: emotion {emo} is outside 0..6")
+    try:
+        px = np.fromstring(rec[ip], dtype=np.int32, sep=" ")  # text mode: fast and exact
+    except ValueError:
+        # numpy >= 2 raises on text that is not whitespace-separated integers.
+        raise DataError(f"{where}: pixels must be integers separated by spaces") from None
+    if px.size != PIXELS:
+        raise DataError(f"{where}: pixels has {px.size} values, expected {PIXELS} (48x48)")
+    if px.min() < 0 or px.max() > 255:
+        raise DataError(f"{where}: pixel values must be 0..255")
+    if rec[iu] not in USAGES:
+        raise DataError(f"{where}: Usage {rec[iu]!r} is not one of {list(USAGES)}")
+    return px.astype(np.uint8).reshape(48, 48), emo, rec[iu]
+
+
+def _load_cache(cp: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """The cached parse, or None if the cache file cannot be read (it is then rewritten)."""
+    try:
+        with np.load(cp, allow_pickle=False) as z:
+            return z["images"], z["emotion"], z["usage"]
+    except (OSError, ValueError, KeyError):
+        log.warning("ignoring unreadable cache %s", cp)
+        return None
+
+
+def _save_cache(cp: Path, out: tuple[np.ndarray, np.ndarray, np.ndarray]) -> None:
+    """Write the parse cache; failing to is only worth a warning (the next run parses again)."""
+    try:
+        cp.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cp.with_suffix(".tmp.npz")
+        np.savez(tmp, images=out[0], emotion=out[1], usage=out[2])
+        os.replace(tmp, cp)
+    except OSError as e:
+        log.warning("could not write parse cache %s: %s", cp, e)
+
+
+def _header(reader: Iterator[list[str]], path: Path, empty: str) -> list[str]:
+    """The CSV's header row.
+
+    Raises:
+        DataError: ``<path>: <empty>`` for an empty file, or the header cannot be read.
+    """
+    try:
+        return next(reader)
+    except StopIteration:
+        raise DataError(f"{path}: {empty}") from None
+    except (csv.Error, OSError, EOFError) as e:
+        raise DataError(f"{path}: cannot read CSV header: {e}") from None
 
 
 def _rows(reader: Iterator[list[str]], path: Path) -> Iterator[tuple[int, list[str]]]:
@@ -172,10 +205,7 @@ def read_ferplus_votes(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     usage: list[str] = []
     with _open_text(path) as f:
         reader = csv.reader(f)
-        try:
-            header = next(reader)
-        except StopIteration:
-            raise DataError(f"{path}: empty file") from None
+        header = _header(reader, path, "empty file")
         missing = [c for c in ("Usage", *FERPLUS_VOTE_COLUMNS) if c not in header]
         if missing:
             raise DataError(f"{path}: missing FERPlus columns {missing}; found {header}")
@@ -270,13 +300,9 @@ def load_fer2013(
     if labels not in ("fer2013", "ferplus"):
         raise DataError(f"unknown label mode {labels!r}; valid: fer2013, ferplus")
     images, emotion, use = read_fer2013_csv(path)
-    mask = np.isin(use, usages)
-    if TRAIN_VAL in usages and "Training" not in usages:
-        mask |= (use == "Training") & in_validation_slice(images)
-    if not mask.any():
-        found = sorted(set(use.tolist()))
-        raise DataError(f"{path}: no rows with Usage {list(usages)}; the file has {found}")
+    mask = _usage_mask(path, images, use, usages)
     rows = np.arange(len(images), dtype=np.int64)
+    split = _Selection(Path(path), usages, images, rows, mask)
     if labels == "fer2013":
         soft = None
         if ferplus_path is not None:
@@ -285,28 +311,83 @@ def load_fer2013(
             # their FER2013 one-hot, so every row is a distribution.
             _, votes = ferplus_targets(_aligned_votes(path, ferplus_path, use), 7)
             soft = distributions(votes, emotion)[mask]
-        return FaceSet(
-            images=images[mask],
-            labels=emotion[mask],
-            rows=rows[mask],
-            label_names=FER2013_LABELS,
-            source=f"{Path(path).name} Usage={'+'.join(usages)} labels=fer2013",
-            soft=soft,
-        )
+        return _fer2013_faces(split, emotion, soft)
     if ferplus_path is None:
         raise DataError("labels=ferplus needs the FERPlus CSV (--ferplus)")
-    votes = _aligned_votes(path, ferplus_path, use)
-    lab, soft = ferplus_targets(votes, ferplus_classes)
-    keep = mask & (lab >= 0)
-    names = FERPLUS_LABELS if ferplus_classes == 8 else FER2013_LABELS
+    return _ferplus_faces(split, _aligned_votes(path, ferplus_path, use), ferplus_classes)
+
+
+def _usage_mask(
+    path: str | Path, images: np.ndarray, use: np.ndarray, usages: tuple[str, ...]
+) -> np.ndarray:
+    """The rows of ``usages``; ``TrainVal`` is the validation slice of Training.
+
+    Raises:
+        DataError: if no row has one of ``usages`` (naming the ones the file has).
+    """
+    mask = np.isin(use, usages)
+    if TRAIN_VAL in usages and "Training" not in usages:
+        mask |= (use == "Training") & in_validation_slice(images)
+    if not mask.any():
+        found = sorted(set(use.tolist()))
+        raise DataError(f"{path}: no rows with Usage {list(usages)}; the file has {found}")
+    return mask
+
+
+@dataclass(frozen=True)
+class _Selection:
+    """The rows of a FER2013 CSV that :func:`load_fer2013` selected (``mask``) before labels."""
+
+    path: Path
+    usages: tuple[str, ...]
+    images: np.ndarray
+    rows: np.ndarray
+    mask: np.ndarray
+
+
+def _fer2013_faces(split: _Selection, emotion: np.ndarray, soft: np.ndarray | None) -> FaceSet:
+    """The selected rows with their FER2013 labels (and FERPlus vote shares as ``soft``)."""
+    m = split.mask
     return FaceSet(
-        images=images[keep],
+        images=split.images[m],
+        labels=emotion[m],
+        rows=split.rows[m],
+        label_names=FER2013_LABELS,
+        source=f"{split.path.name} Usage={'+'.join(split.usages)} labels=fer2013",
+        soft=soft,
+    )
+
+
+def _ferplus_faces(split: _Selection, votes: np.ndarray, classes: int) -> FaceSet:
+    """The selected rows with a FERPlus majority label (rows without one are dropped)."""
+    lab, soft = ferplus_targets(votes, classes)
+    keep = split.mask & (lab >= 0)
+    names = FERPLUS_LABELS if classes == 8 else FER2013_LABELS
+    dropped = int((split.mask & (lab < 0)).sum())
+    return FaceSet(
+        images=split.images[keep],
         labels=lab[keep],
-        rows=rows[keep],
+        rows=split.rows[keep],
         label_names=names,
         source=(
-            f"{Path(path).name} Usage={'+'.join(usages)} labels=ferplus-majority "
-            f"({ferplus_classes} classes; {int((mask & (lab < 0)).sum())} rows without majority dropped)"
+            f"{split.path.name} Usage={'+'.join(split.usages)} labels=ferplus-majority "
+            f"({classes} classes; {dropped} rows without majority dropped)"
         ),
         soft=soft[keep],
     )
+
+
+def load_labelled(
+    path: str | Path,
+    usage: str | Sequence[str],
+    labels: str,
+    ferplus_path: str | Path | None,
+    ferplus_classes: int,
+) -> FaceSet:
+    """:func:`load_fer2013` as the ``--labels``/``--ferplus``/``--ferplus-classes`` flags ask.
+
+    ``--ferplus-classes`` only counts with ``labels="ferplus"`` (with FER2013 labels the
+    FERPlus votes ride along as 7-class ``soft`` targets whatever the flag says).
+    """
+    kw = {"ferplus_classes": ferplus_classes} if labels == "ferplus" else {}
+    return load_fer2013(path, usage, labels=labels, ferplus_path=ferplus_path, **kw)

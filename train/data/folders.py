@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -43,21 +44,15 @@ def load_image_folder(
     labels: list[int] = []
     groups: list[int] = []
     subjects: dict[str, int] = {}
-    for d in sorted(p for p in root.iterdir() if p.is_dir()):
-        name = CLASS_ALIASES.get(d.name.lower())
-        if name is None or name not in label_names:
-            continue
-        for f in sorted(d.iterdir()):
-            if f.suffix.lower() not in IMAGE_SUFFIXES:
-                continue
-            im = cv2.imread(str(f), cv2.IMREAD_GRAYSCALE)
-            if im is None:
-                raise DataError(f"{f}: unreadable image")
-            images.append(resize_to_contract(im, contract))
-            labels.append(label_names.index(name))
-            m = re.match(r"(S\d+)_", f.name)
-            subj = m.group(1) if m else f.stem
-            groups.append(subjects.setdefault(subj, len(subjects)))
+    for name, f in _labelled_files(root, label_names):
+        im = cv2.imread(str(f), cv2.IMREAD_GRAYSCALE)
+        if im is None:
+            raise DataError(f"{f}: unreadable image")
+        images.append(resize_to_contract(im, contract))
+        labels.append(label_names.index(name))
+        m = re.match(r"(S\d+)_", f.name)
+        subj = m.group(1) if m else f.stem
+        groups.append(subjects.setdefault(subj, len(subjects)))
     if not images:
         raise DataError(f"{root}: no images in class folders matching {list(label_names)}")
     return FaceSet(
@@ -68,3 +63,14 @@ def load_image_folder(
         source=f"folder {root}",
         groups=np.asarray(groups, dtype=np.int64),
     )
+
+
+def _labelled_files(root: Path, label_names: tuple[str, ...]) -> Iterator[tuple[str, Path]]:
+    """``(class, image file)`` of each image in a class folder ``label_names`` keeps, sorted."""
+    for d in sorted(p for p in root.iterdir() if p.is_dir()):
+        name = CLASS_ALIASES.get(d.name.lower())
+        if name is None or name not in label_names:
+            continue
+        for f in sorted(d.iterdir()):
+            if f.suffix.lower() in IMAGE_SUFFIXES:
+                yield name, f

@@ -61,29 +61,40 @@ def fold_groups(fs: FaceSet) -> np.ndarray:
     """
     from train.data.dedup import image_hashes
 
-    n = len(fs)
-    parent = np.arange(n)
+    rows = _UnionFind(len(fs))
+    rows.merge_equal(image_hashes(fs.images))
+    if fs.groups is not None:
+        rows.merge_equal(np.asarray(fs.groups))
+    return rows.group_ids()
 
-    def find(i: int) -> int:
+
+class _UnionFind:
+    """Rows joined transitively whenever two of them share a key (a disjoint-set forest)."""
+
+    def __init__(self, n: int) -> None:
+        self.parent = np.arange(n)
+
+    def find(self, i: int) -> int:
+        parent = self.parent
         while parent[i] != i:
             parent[i] = parent[parent[i]]
             i = int(parent[i])
         return i
 
-    def merge(keys: np.ndarray) -> None:
+    def merge_equal(self, keys: np.ndarray) -> None:
+        """Join every row with the first row of the same key."""
         first: dict[object, int] = {}
         for i, key in enumerate(keys.tolist()):
             j = first.setdefault(key, i)
             if j != i:
-                a, b = find(i), find(j)
+                a, b = self.find(i), self.find(j)
                 if a != b:
-                    parent[max(a, b)] = min(a, b)
+                    self.parent[max(a, b)] = min(a, b)
 
-    merge(image_hashes(fs.images))
-    if fs.groups is not None:
-        merge(np.asarray(fs.groups))
-    roots = np.asarray([find(i) for i in range(n)], dtype=np.int64)
-    return np.unique(roots, return_inverse=True)[1].astype(np.int64)
+    def group_ids(self) -> np.ndarray:
+        """``(N,)`` int64 group ids ``0..G-1`` (numbered in order of each group's first row)."""
+        roots = np.asarray([self.find(i) for i in range(len(self.parent))], dtype=np.int64)
+        return np.unique(roots, return_inverse=True)[1].astype(np.int64)
 
 
 def kfold_indices(
@@ -105,19 +116,7 @@ def kfold_indices(
     if k < 2:
         raise ValueError("folds must be >= 2")
     if groups is not None:
-        groups = np.asarray(groups)
-        if len(groups) != len(labels):
-            raise ValueError(f"groups has {len(groups)} entries for {len(labels)} labels")
-        n_groups = len(np.unique(groups))
-        if n_groups < k:
-            raise ValueError(f"--folds {k} needs at least {k} groups, the data has {n_groups}")
-        from sklearn.model_selection import StratifiedGroupKFold
-
-        splitter = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
-        return [
-            (np.sort(tr), np.sort(va))
-            for tr, va in splitter.split(np.zeros(len(labels)), labels, groups)
-        ]
+        return _group_kfold(labels, k, seed, np.asarray(groups))
     rng = np.random.default_rng(seed)
     fold_of = np.empty(len(labels), dtype=np.int64)
     for c in np.unique(labels):
@@ -125,3 +124,21 @@ def kfold_indices(
         rng.shuffle(members)
         fold_of[members] = np.arange(len(members)) % k
     return [(np.flatnonzero(fold_of != f), np.flatnonzero(fold_of == f)) for f in range(k)]
+
+
+def _group_kfold(
+    labels: np.ndarray, k: int, seed: int, groups: np.ndarray
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """:func:`kfold_indices` with every group in one fold (``StratifiedGroupKFold``)."""
+    if len(groups) != len(labels):
+        raise ValueError(f"groups has {len(groups)} entries for {len(labels)} labels")
+    n_groups = len(np.unique(groups))
+    if n_groups < k:
+        raise ValueError(f"--folds {k} needs at least {k} groups, the data has {n_groups}")
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    splitter = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
+    return [
+        (np.sort(tr), np.sort(va))
+        for tr, va in splitter.split(np.zeros(len(labels)), labels, groups)
+    ]

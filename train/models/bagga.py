@@ -13,7 +13,7 @@ from __future__ import annotations
 from types import ModuleType
 from typing import Any
 
-from train.models.registry import normalization, register_model
+from train.models.registry import dense_head, normalization, register_model
 
 SEED = "002_8ee55e6a24b679ae.txt"
 
@@ -37,9 +37,26 @@ def _trunk_5conv(k: ModuleType, x: Any) -> Any:
 
 
 def _head(k: ModuleType, x: Any, num_classes: int) -> Any:
-    x = k.layers.Dense(200, activation="relu", name="fc")(x)
-    x = k.layers.Dropout(0.6, name="drop")(x)
-    return k.layers.Dense(num_classes, activation="softmax", name="probs")(x)
+    return dense_head(k, x, num_classes, 200, 0.6)
+
+
+def _cnn_lstm(
+    k: ModuleType,
+    num_classes: int,
+    input_shape: tuple[int, int, int],
+    lstms: tuple[tuple[tuple[int, int], int], tuple[tuple[int, int], int]],
+    name: str,
+) -> Any:
+    """Tables 3 and 4: the 5-conv trunk read by two LSTMs, each after a reshape to a sequence.
+
+    ``lstms``: ``((sequence shape, units), (sequence shape, units))``.
+    """
+    inp = k.Input(shape=input_shape, name="image")
+    x = _trunk_5conv(k, normalization(k, inp))
+    for i, (seq, units) in enumerate(lstms):
+        x = k.layers.Reshape(seq, name=f"to_seq{i}")(x)
+        x = k.layers.LSTM(units, name=f"lstm{i}")(x)
+    return k.Model(inp, _head(k, x, num_classes), name=name)
 
 
 @register_model(seed=SEED, source="Table 2 (CNN Model1)", kind="cnn", paper_params=117_031)
@@ -53,10 +70,7 @@ def bagga_cnn1(k: ModuleType, num_classes: int, input_shape: tuple[int, int, int
     x = _conv_bn_relu(k, x, 32, "valid", 2)  # 21
     x = k.layers.MaxPooling2D(2, name="pool1")(x)  # 10x10x32
     x = k.layers.Flatten(name="flatten")(x)  # 3200
-    x = k.layers.Dense(32, activation="relu", name="fc")(x)
-    x = k.layers.Dropout(0.6, name="drop")(x)
-    out = k.layers.Dense(num_classes, activation="softmax", name="probs")(x)
-    return k.Model(inp, out, name="bagga_cnn1")
+    return k.Model(inp, dense_head(k, x, num_classes, 32, 0.6), name="bagga_cnn1")
 
 
 @register_model(
@@ -64,13 +78,8 @@ def bagga_cnn1(k: ModuleType, num_classes: int, input_shape: tuple[int, int, int
 )
 def bagga_cnn_lstm2(k: ModuleType, num_classes: int, input_shape: tuple[int, int, int]) -> Any:
     """CNN+LSTM Model2, seed 002 Table 3: 5-conv trunk -> (64,32) -> LSTM32 -> (1,32) -> LSTM32."""
-    inp = k.Input(shape=input_shape, name="image")
-    x = _trunk_5conv(k, normalization(k, inp))
-    x = k.layers.Reshape((64, 32), name="to_seq0")(x)
-    x = k.layers.LSTM(32, name="lstm0")(x)
-    x = k.layers.Reshape((1, 32), name="to_seq1")(x)
-    x = k.layers.LSTM(32, name="lstm1")(x)
-    return k.Model(inp, _head(k, x, num_classes), name="bagga_cnn_lstm2")
+    lstms = (((64, 32), 32), ((1, 32), 32))
+    return _cnn_lstm(k, num_classes, input_shape, lstms, "bagga_cnn_lstm2")
 
 
 @register_model(
@@ -83,13 +92,8 @@ def bagga_cnn_lstm3(k: ModuleType, num_classes: int, input_shape: tuple[int, int
     457,863 fix the architecture: the second LSTM's 33,024 parameters mean a 64-wide input, hence
     the (2, 64) reshape of the first LSTM's 128 outputs.
     """
-    inp = k.Input(shape=input_shape, name="image")
-    x = _trunk_5conv(k, normalization(k, inp))
-    x = k.layers.Reshape((16, 128), name="to_seq0")(x)
-    x = k.layers.LSTM(128, name="lstm0")(x)
-    x = k.layers.Reshape((2, 64), name="to_seq1")(x)
-    x = k.layers.LSTM(64, name="lstm1")(x)
-    return k.Model(inp, _head(k, x, num_classes), name="bagga_cnn_lstm3")
+    lstms = (((16, 128), 128), ((2, 64), 64))
+    return _cnn_lstm(k, num_classes, input_shape, lstms, "bagga_cnn_lstm3")
 
 
 @register_model(

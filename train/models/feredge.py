@@ -13,7 +13,7 @@ from __future__ import annotations
 from types import ModuleType
 from typing import Any
 
-from train.models.registry import normalization, register_model
+from train.models.registry import conv_bn_relu, normalization, register_model
 
 SEED = "fer-edge (ours; issue 5)"
 L2 = 1e-4
@@ -54,11 +54,7 @@ def feredge_sepnet(k: ModuleType, num_classes: int, input_shape: tuple[int, int,
     reg = k.regularizers.l2(L2)
     inp = k.Input(shape=input_shape, name="image")
     x = normalization(k, inp)
-    x = k.layers.Conv2D(
-        32, 3, padding="same", use_bias=False, kernel_regularizer=reg, name="stem0"
-    )(x)
-    x = k.layers.BatchNormalization(name="stem0_bn")(x)
-    x = k.layers.Activation("relu", name="stem0_relu")(x)
+    x = conv_bn_relu(k, x, 32, "stem0", use_bias=False, kernel_regularizer=reg)
     x = _sep_bn(k, x, 64, "stem1")  # 48x48x64
     # Pool before the stages: separable convs at 48x48 would cost most of the latency budget.
     x = k.layers.MaxPooling2D(2, name="stem_pool")(x)  # 24x24x64

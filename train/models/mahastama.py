@@ -15,7 +15,7 @@ from __future__ import annotations
 from types import ModuleType
 from typing import Any
 
-from train.models.registry import normalization, register_model
+from train.models.registry import dense_head, normalization, register_model
 
 SEED = "004_e51200d63e9e7d4a.txt"
 FILTERS = (256, 512, 384, 192, 512, 1024)
@@ -35,7 +35,5 @@ def mahastama_stacked_cnn(
         x = k.layers.MaxPooling2D(2, padding="same", name=f"pool{i}")(x)
         x = k.layers.Dropout(0.5, name=f"drop{i}")(x)
     x = k.layers.Flatten(name="flatten")(x)
-    x = k.layers.Dense(256, activation="relu", name="fc")(x)
-    x = k.layers.Dropout(0.5, name="drop_fc")(x)
-    out = k.layers.Dense(num_classes, activation="softmax", name="probs")(x)
+    out = dense_head(k, x, num_classes, 256, 0.5, drop_name="drop_fc")
     return k.Model(inp, out, name="mahastama_stacked_cnn")

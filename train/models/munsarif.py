@@ -19,7 +19,7 @@ from __future__ import annotations
 from types import ModuleType
 from typing import Any
 
-from train.models.registry import normalization, register_model
+from train.models.registry import conv_bn_relu, normalization, register_model
 
 SEED = "003_f2c5d173e0dbf00e.txt"
 L2 = 1e-4
@@ -47,9 +47,7 @@ def munsarif_res_bilstm(k: ModuleType, num_classes: int, input_shape: tuple[int,
     reg = k.regularizers.l2(L2)
     inp = k.Input(shape=input_shape, name="image")
     x = normalization(k, inp)
-    x = k.layers.Conv2D(32, 3, padding="same", kernel_regularizer=reg, name="stem")(x)
-    x = k.layers.BatchNormalization(name="stem_bn")(x)
-    x = k.layers.Activation("relu", name="stem_relu")(x)
+    x = conv_bn_relu(k, x, 32, "stem", kernel_regularizer=reg)
     for i, filters in enumerate((32, 64, 128)):
         x = _residual_block(k, x, filters, i)
         x = k.layers.MaxPooling2D(2, name=f"pool{i}")(x)  # 24, 12, 6

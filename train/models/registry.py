@@ -120,3 +120,20 @@ def normalization(k: ModuleType, x: Any) -> Any:
     return k.layers.Rescaling(
         DEFAULT_CONTRACT.norm_scale, DEFAULT_CONTRACT.norm_offset, name="normalize"
     )(x)
+
+
+def dense_head(
+    k: ModuleType, x: Any, num_classes: int, units: int, rate: float, drop_name: str = "drop"
+) -> Any:
+    """The classifier on top of the features: ``fc`` (ReLU), dropout, softmax ``probs``."""
+    x = k.layers.Dense(units, activation="relu", name="fc")(x)
+    x = k.layers.Dropout(rate, name=drop_name)(x)
+    return k.layers.Dense(num_classes, activation="softmax", name="probs")(x)
+
+
+def conv_bn_relu(k: ModuleType, x: Any, filters: int, name: str, **conv: Any) -> Any:
+    """3x3 ``same`` convolution ``name`` (``conv``: more Conv2D options), ``<name>_bn``,
+    ``<name>_relu``."""
+    x = k.layers.Conv2D(filters, 3, padding="same", name=name, **conv)(x)
+    x = k.layers.BatchNormalization(name=f"{name}_bn")(x)
+    return k.layers.Activation("relu", name=f"{name}_relu")(x)

@@ -16,7 +16,7 @@ from __future__ import annotations
 from types import ModuleType
 from typing import Any
 
-from train.models.registry import normalization, register_model
+from train.models.registry import dense_head, normalization, register_model
 
 SEED = "001_266ff09d4b9ca909.txt"
 
@@ -33,9 +33,7 @@ def savitri_cnn(k: ModuleType, num_classes: int, input_shape: tuple[int, int, in
         x = k.layers.MaxPooling2D(2, name=f"pool{i}")(x)
         x = k.layers.Dropout(0.25, name=f"drop{i}")(x)
     x = k.layers.Flatten(name="flatten")(x)  # 3x3x256
-    x = k.layers.Dense(256, activation="relu", name="fc")(x)
-    x = k.layers.Dropout(0.5, name="drop_fc")(x)
-    out = k.layers.Dense(num_classes, activation="softmax", name="probs")(x)
+    out = dense_head(k, x, num_classes, 256, 0.5, drop_name="drop_fc")
     return k.Model(inp, out, name="savitri_cnn")
 
 
