@@ -269,3 +269,35 @@ def test_calibrate_fits_on_trainval_and_the_device_applies_it(
     deployed = open_classifier([out], tta="flip")
     assert deployed.temperature == pytest.approx(cal["temperature"])
     assert isinstance(deployed, DeployedClassifier) and deployed.describe()["calibrated"]
+
+
+@pytest.mark.slow
+def test_calibrate_against_ferplus_majority_labels(
+    fer_csv: Path, ferplus_csv: Path, tmp_path: Path
+) -> None:
+    # A FERPlus-7 model's confidence is fitted to FERPlus majority labels: the TrainVal rows
+    # without a 7-class majority drop out, so fewer faces than the 2,850 FER2013-labelled ones.
+    meta = read_metadata(default_model_path())
+    training = {**meta.training, "options": {**meta.training["options"], "val_usage": "TrainVal"}}
+    held_out = _variant(tmp_path, "heldout.tflite", training=training)
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(f'[model]\npath = "{held_out}"\ntta = "none"\n')
+    out = tmp_path / "fp.tflite"
+    proc = _fer_train(
+        "calibrate", "--config", str(cfg), "--data", str(fer_csv), "--labels", "ferplus",
+        "--ferplus", str(ferplus_csv), "--ferplus-classes", "7", "--out", str(out),
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    cal = read_metadata(out).calibration
+    assert cal["fitted_on"]["labels"] == "ferplus"
+    assert 2000 < cal["fitted_on"]["n"] < 2850
+    assert "labels=ferplus" in cal["fitted_on"]["source"]
+    assert cal["nll_after"] <= cal["nll_before"] + 1e-9
+
+    # Eight FERPlus classes (with contempt) do not match the model's seven labels: refused.
+    eight = _fer_train(
+        "calibrate", "--config", str(cfg), "--data", str(fer_csv), "--labels", "ferplus",
+        "--ferplus", str(ferplus_csv), "--out", str(tmp_path / "no.tflite"),
+    )  # fmt: skip
+    assert eight.returncode == 2 and "contempt" in eight.stderr
+    assert not (tmp_path / "no.tflite").exists()

@@ -177,11 +177,19 @@ def _check_members_held_out(members: Sequence[Any], usage: str) -> None:
 
 
 def run_calibration(
-    config: Path | None, data: Path, out: Path, report: Path | None, command: str
+    config: Path | None,
+    data: Path,
+    out: Path,
+    report: Path | None,
+    command: str,
+    labels: tuple[str, Path | None, int] = ("fer2013", None, 8),
 ) -> dict[str, Any]:
     """``fer-train calibrate``: fit the temperature of the deployed classifier of ``config`` on
     the validation slice of Training and write its first model, with the temperature in its
     metadata, to ``out``.
+
+    ``labels`` is ``(--labels, --ferplus, --ferplus-classes)``: the truth the confidence is
+    fitted to (a FERPlus-trained model is calibrated against FERPlus majority labels).
 
     Returns:
         The ``calibration`` section stored in the model.
@@ -203,7 +211,7 @@ def run_calibration(
     clf = open_configured(cfg.model)
     members = clf.members
     _check_members_held_out(members, TRAIN_VAL)
-    faces = _held_out_faces(data, clf)
+    faces = _held_out_faces(data, clf, labels)
     probs = clf.predict_uncalibrated(faces.images)
     y = faces.labels
     t = fit_temperature(probs, y)
@@ -213,7 +221,13 @@ def run_calibration(
         "method": "temperature",
         "temperature": t,
         "setting": setting_key(clf.tta, [m.sha256 for m in members[1:]]),
-        "fitted_on": {"data": data.name, "usage": TRAIN_VAL, "n": len(y), "source": faces.source},
+        "fitted_on": {
+            "data": data.name,
+            "usage": TRAIN_VAL,
+            "labels": labels[0],
+            "n": len(y),
+            "source": faces.source,
+        },
         "ece_bins": ECE_BINS,
         "ece_before": before_s["ece"],
         "ece_after": after_s["ece"],
@@ -234,15 +248,16 @@ def run_calibration(
     return section
 
 
-def _held_out_faces(data: Path, clf: Any) -> Any:
-    """The TrainVal slice of ``data`` with FER2013 labels, checked against ``clf``'s labels.
+def _held_out_faces(data: Path, clf: Any, labels: tuple[str, Path | None, int]) -> Any:
+    """The TrainVal slice of ``data`` with ``labels`` (see :func:`run_calibration`), checked
+    against ``clf``'s labels.
 
     Raises:
         ConfigError: if the classifier was trained for other labels.
     """
-    from train.data.fer2013 import TRAIN_VAL, load_fer2013
+    from train.data.fer2013 import TRAIN_VAL, load_labelled
 
-    faces = load_fer2013(data, TRAIN_VAL, labels="fer2013")
+    faces = load_labelled(data, TRAIN_VAL, *labels)
     if tuple(faces.label_names) != tuple(clf.labels):
         raise ConfigError(
             f"{clf.path} has labels {list(clf.labels)}; {data} {TRAIN_VAL} has "

@@ -468,6 +468,7 @@ def add_calibrate_parser(sub: Any) -> None:
         "--config", type=Path, help="fer-edge TOML config ([model] section; default: defaults)"
     )
     c.add_argument("--data", required=True, type=Path, help="FER2013 CSV (plain or .gz)")
+    add_label_arguments(c)
     c.add_argument("--out", required=True, type=Path, help="calibrated .tflite to write")
     c.add_argument("--report", type=Path, help="folder for calibration.json and reliability.png")
 
@@ -478,7 +479,7 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
     PublicTest), fit one temperature that minimises the log-loss, and write the first model
     with the temperature (and the setting it was fitted for) in its metadata to --out, plus
     --report DIR/calibration.json and reliability.png. Every model must have been trained with
-    --val-usage TrainVal."""
+    --val-usage TrainVal. --labels ferplus fits the confidence to FERPlus majority labels."""
     from train.calibration import run_calibration
 
     cal = run_calibration(
@@ -487,6 +488,7 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
         args.out,
         args.report,
         command=command_line(args),
+        labels=(args.labels, args.ferplus, args.ferplus_classes),
     )
     print(
         f"temperature {cal['temperature']:.4f}: TrainVal ECE {cal['ece_before']:.4f} -> "
