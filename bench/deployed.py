@@ -85,9 +85,12 @@ def main() -> int:
         if not sep or not Path(path).is_file():
             p.error(f"--setting {extra!r}: expected NAME=CONFIG.toml with an existing file")
         SETTINGS[name] = f"@{path}"
-    if args.setting and not args.only:
-        args.only = ",".join(extra.partition("=")[0] for extra in args.setting)
-    names = [n.strip() for n in args.only.split(",")] if args.only else list(SETTINGS)
+    if args.only:
+        names = [n.strip() for n in args.only.split(",")]
+    elif args.setting:  # only the extra settings (their names may hold commas)
+        names = [extra.partition("=")[0] for extra in args.setting]
+    else:
+        names = list(SETTINGS)
     unknown = sorted(set(names) - set(SETTINGS))
     if unknown:
         p.error(f"unknown settings {unknown}; valid: {list(SETTINGS)}")
