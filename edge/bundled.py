@@ -13,6 +13,7 @@ DEFAULT_MODEL_RESOURCE = "models/default.tflite"
 BUNDLED_MODELS: dict[str, str] = {
     "cnn": DEFAULT_MODEL_RESOURCE,
     "cnn_lstm": "models/cnn_lstm.tflite",
+    "cnn_ferplus": "models/cnn_ferplus.tflite",
 }
 DEFAULT_SAMPLE_RESOURCE = "samples/astronaut.avi"
 
@@ -23,8 +24,8 @@ def package_file(relative: str) -> Path:
 
 
 def default_model_path(name: str = "cnn") -> Path:
-    """A bundled model by name: ``cnn`` (the default ``edge/models/default.tflite``) or
-    ``cnn_lstm``.
+    """A bundled model by name: ``cnn`` (the default ``edge/models/default.tflite``),
+    ``cnn_lstm`` or ``cnn_ferplus``.
 
     Raises:
         ConfigError: naming the valid bundled models.

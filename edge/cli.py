@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from edge import __version__
 from edge.atomic import write_json, write_text_atomic
+from edge.bundled import BUNDLED_MODELS
 from edge.errors import ConfigError, DetectorError, FerEdgeError
 from edge.liveness import DEFAULT_EXPIRY_S
 from edge.redact import redact_secrets
@@ -66,7 +67,8 @@ def _add_run_parser(sub: Any) -> None:
     r.add_argument(
         "--model",
         type=Path,
-        help="int8 .tflite model with fer-edge metadata, or a bundled model name: cnn, cnn_lstm",
+        help="int8 .tflite model with fer-edge metadata, or a bundled model name: "
+        + ", ".join(BUNDLED_MODELS),
     )
     _add_detector_flag(r)
     r.add_argument("--mqtt-url", help="publish to this broker (mqtt://host:1883, mqtts://...)")
@@ -289,7 +291,8 @@ def model_info(path: Path) -> dict[str, Any]:
 
 
 def _model_override(value: Path) -> dict[str, Any]:
-    """``--model``: a bundled model name (``cnn``, ``cnn_lstm``) unless a file of that name exists."""
+    """``--model``: a bundled model name (``edge.bundled.BUNDLED_MODELS``) unless a file of that
+    name exists."""
     from edge.config import BUNDLED_MODELS
 
     # The flag names the one model to run: it replaces the config file's path or ensemble.

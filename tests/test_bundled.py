@@ -15,7 +15,7 @@ from edge.contract import FER2013_LABELS
 from edge.errors import ConfigError
 from edge.model_meta import file_sha256, read_metadata
 
-KINDS = {"cnn": "cnn", "cnn_lstm": "cnn_lstm"}
+KINDS = {"cnn": "cnn", "cnn_lstm": "cnn_lstm", "cnn_ferplus": "cnn"}
 
 
 @pytest.mark.parametrize("name", sorted(BUNDLED_MODELS))
@@ -48,7 +48,7 @@ def test_bundled_key_selects_the_model(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as e:
         load_config(cfg_file)
     assert "bundled" in str(e.value) and "cnn_lstm" in str(e.value)
-    with pytest.raises(ConfigError, match="valid: cnn, cnn_lstm"):
+    with pytest.raises(ConfigError, match="valid: cnn, cnn_lstm, cnn_ferplus"):
         default_model_path("nope")
 
 
@@ -66,3 +66,18 @@ def test_model_flag_accepts_a_bundled_name_and_overrides_the_file(tmp_path: Path
     cfg_file.write_text('[model]\npath = "/elsewhere/model.tflite"\n')
     cfg = load_config(cfg_file, {"model": _model_override(Path("cnn"))})
     assert cfg.model.resolved_path() == default_model_path("cnn")
+
+
+def test_ferplus_model_is_trained_and_calibrated_on_ferplus_votes() -> None:
+    # FERPlus is a first-class label set: the bundled FERPlus model keeps the seven labels the
+    # events, Home Assistant and the dashboard know, and says where its labels and its
+    # temperature came from (FERPlus votes; TrainVal, never PublicTest).
+    meta = read_metadata(default_model_path("cnn_ferplus"))
+    assert meta.labels == FER2013_LABELS
+    options = meta.training["options"]
+    assert options["labels"] == "ferplus" and options["ferplus_classes"] == 7
+    assert options["val_usage"] == "TrainVal"
+    cal = meta.calibration
+    assert cal["fitted_on"]["usage"] == "TrainVal" and cal["fitted_on"]["labels"] == "ferplus"
+    assert cal["setting"] == {"tta": "flip", "members": []}
+    assert cal["ece_after"] < cal["ece_before"]
