@@ -14,6 +14,7 @@ BUNDLED_MODELS: dict[str, str] = {
     "cnn": DEFAULT_MODEL_RESOURCE,
     "cnn_lstm": "models/cnn_lstm.tflite",
     "cnn_ferplus": "models/cnn_ferplus.tflite",
+    "cnn_trainval": "models/cnn_trainval.tflite",
 }
 DEFAULT_SAMPLE_RESOURCE = "samples/astronaut.avi"
 
@@ -25,7 +26,7 @@ def package_file(relative: str) -> Path:
 
 def default_model_path(name: str = "cnn") -> Path:
     """A bundled model by name: ``cnn`` (the default ``edge/models/default.tflite``),
-    ``cnn_lstm`` or ``cnn_ferplus``.
+    ``cnn_lstm``, ``cnn_ferplus`` or ``cnn_trainval``.
 
     Raises:
         ConfigError: naming the valid bundled models.

@@ -91,12 +91,14 @@ class ModelConfig(_Strict):
         description="int8 .tflite model with fer-edge metadata (from fer-convert); when unset, "
         "the bundled model chosen by 'bundled'. CNN and CNN-LSTM models run the same way.",
     )
-    bundled: Literal["cnn", "cnn_lstm", "cnn_ferplus"] = Field(
+    bundled: Literal["cnn", "cnn_lstm", "cnn_ferplus", "cnn_trainval"] = Field(
         "cnn",
         description="Which bundled model to run when 'path' is unset: 'cnn' (the default, best "
         "accuracy within the latency budget, and on the CK+48 hard scenes), 'cnn_lstm' (the "
         "best CNN-LSTM) or 'cnn_ferplus' (trained on FERPlus vote distributions, the same 7 "
-        "labels: 86 % FERPlus majority accuracy, calibrated for tta = 'flip'; docs/RESULTS.md).",
+        "labels: 86 % FERPlus majority accuracy, calibrated for tta = 'flip'; docs/RESULTS.md) or "
+        "'cnn_trainval' (FER2013 labels, selected on TrainVal and calibrated there; averaged "
+        "with 'cnn', ensemble = ['cnn', 'cnn_trainval'], the most accurate measured setting).",
     )
     num_threads: int = Field(
         1,

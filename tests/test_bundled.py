@@ -15,7 +15,7 @@ from edge.contract import FER2013_LABELS
 from edge.errors import ConfigError
 from edge.model_meta import file_sha256, read_metadata
 
-KINDS = {"cnn": "cnn", "cnn_lstm": "cnn_lstm", "cnn_ferplus": "cnn"}
+KINDS = {"cnn": "cnn", "cnn_lstm": "cnn_lstm", "cnn_ferplus": "cnn", "cnn_trainval": "cnn"}
 
 
 @pytest.mark.parametrize("name", sorted(BUNDLED_MODELS))
@@ -48,7 +48,7 @@ def test_bundled_key_selects_the_model(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as e:
         load_config(cfg_file)
     assert "bundled" in str(e.value) and "cnn_lstm" in str(e.value)
-    with pytest.raises(ConfigError, match="valid: cnn, cnn_lstm, cnn_ferplus"):
+    with pytest.raises(ConfigError, match="valid: cnn, cnn_lstm, cnn_ferplus, cnn_trainval"):
         default_model_path("nope")
 
 
@@ -81,3 +81,19 @@ def test_ferplus_model_is_trained_and_calibrated_on_ferplus_votes() -> None:
     assert cal["fitted_on"]["usage"] == "TrainVal" and cal["fitted_on"]["labels"] == "ferplus"
     assert cal["setting"] == {"tta": "flip", "members": []}
     assert cal["ece_after"] < cal["ece_before"]
+
+
+def test_trainval_model_is_calibrated_and_averages_with_cnn() -> None:
+    # cnn_trainval never trained on the TrainVal slice, so its temperature could be fitted
+    # there; it shares cnn's labels and contract, so the two average without complaint.
+    from edge.classify.deployed import open_configured
+    from edge.config import ModelConfig
+
+    meta = read_metadata(default_model_path("cnn_trainval"))
+    assert meta.training["options"]["val_usage"] == "TrainVal"
+    assert meta.training["options"]["labels"] == "fer2013"
+    assert meta.calibration["fitted_on"]["usage"] == "TrainVal"
+    both = open_configured(ModelConfig(tta="flip", ensemble=["cnn", "cnn_trainval"]))
+    assert len(both.members) == 2 and tuple(both.labels) == FER2013_LABELS
+    faces = np.full((2, 48, 48), 128, np.uint8)
+    assert np.allclose(both.predict(faces).sum(axis=1), 1.0, atol=0.05)  # int8 outputs
