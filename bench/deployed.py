@@ -81,14 +81,14 @@ def main() -> int:
     p.add_argument("--out", type=Path, required=True, help="JSON file to write")
     args = p.parse_args()
     for extra in args.setting:
-        name, sep, path = extra.partition("=")
+        name, sep, path = extra.rpartition("=")
         if not sep or not Path(path).is_file():
             p.error(f"--setting {extra!r}: expected NAME=CONFIG.toml with an existing file")
         SETTINGS[name] = f"@{path}"
     if args.only:
         names = [n.strip() for n in args.only.split(",")]
     elif args.setting:  # only the extra settings (their names may hold commas)
-        names = [extra.partition("=")[0] for extra in args.setting]
+        names = [extra.rpartition("=")[0] for extra in args.setting]
     else:
         names = list(SETTINGS)
     unknown = sorted(set(names) - set(SETTINGS))
