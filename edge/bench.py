@@ -213,12 +213,18 @@ def run_bench(
     wall = np.asarray(col.wall)
     cpu = np.asarray(col.cpu)
     loop_s = max(1e-9, col.loop_t1 - col.loop_t0)
-    model_path = run_cfg.model.resolved_path()
+    model_paths = run_cfg.model.resolved_paths()
     report: dict[str, Any] = {
         "version": __version__,
         "host": _host(),
         "source": str(run_cfg.source.resolved_path()),  # type: ignore[union-attr]
-        "model": {"path": str(model_path), "name": pipeline.model_name},
+        # Every averaged model, first one first (the default runs a pair), and its views.
+        "model": {
+            "path": str(model_paths[0]),
+            "ensemble": [str(p) for p in model_paths],
+            "tta": run_cfg.model.tta,
+            "name": pipeline.model_name,
+        },
         "config": {
             "detector": run_cfg.detector.model_dump(mode="json"),
             "model_threads": run_cfg.model.num_threads,
@@ -306,7 +312,8 @@ def format_report(report: dict[str, Any]) -> str:
     """A human-readable table of a report."""
     lines = [
         f"fer-edge bench: {report['frames']['processed']} frames of {report['source']}",
-        f"model {report['model']['name']} ({report['model']['path']})",
+        f"model {report['model']['name']} ({', '.join(report['model']['ensemble'])}; "
+        f"tta={report['model']['tta']})",
         "",
         f"{'stage':<10} {'wall p50':>9} {'wall p95':>9} {'cpu p50':>9} {'cpu p95':>9} "
         f"{'cpu mean':>9}  (ms)",

@@ -298,7 +298,7 @@ def _model_override(value: Path) -> dict[str, Any]:
     # The flag names the one model to run: it replaces the config file's path or ensemble.
     if str(value) in BUNDLED_MODELS and not value.exists():
         return {"bundled": str(value), "path": None, "ensemble": []}
-    return {"path": str(value), "ensemble": []}
+    return {"path": str(value), "bundled": None, "ensemble": []}
 
 
 def cmd_info(args: argparse.Namespace) -> int:
@@ -328,8 +328,6 @@ def _info_model_path(args: argparse.Namespace, cfg: EdgeConfig) -> Path:
     """The file ``fer-edge info`` describes: the flag's model, else the config's, else bundled."""
     from edge.config import BUNDLED_MODELS, default_model_path
 
-    if args.model is None and args.config is None:
-        return default_model_path()
     if args.model is not None and str(args.model) in BUNDLED_MODELS and not args.model.exists():
         return default_model_path(str(args.model))
     if args.model is not None:

@@ -22,7 +22,7 @@ from edge.classify.deployed import (
     open_configured,
     setting_key,
 )
-from edge.config import ModelConfig, default_model_path, load_config
+from edge.config import DEFAULT_ENSEMBLE, ModelConfig, default_model_path, load_config
 from edge.errors import ConfigError, ModelError
 from edge.model_meta import embed_metadata, read_metadata
 from edge.testing.cli import run_module
@@ -80,9 +80,9 @@ def test_deployed_outputs_are_exact_averages_of_the_members(faces) -> None:
     lstm = TFLiteClassifier(default_model_path("cnn_lstm"))
     p, p_flip = single.predict(x), single.predict(np.ascontiguousarray(x[:, :, ::-1]))
 
-    none = open_configured(ModelConfig(tta="none"))
+    none = open_configured(ModelConfig(tta="none", bundled="cnn"))
     assert np.allclose(none.predict(x), p, atol=1e-6)
-    flip = open_configured(ModelConfig(tta="flip"))
+    flip = open_configured(ModelConfig(tta="flip", bundled="cnn"))
     assert np.allclose(flip.predict(x), (p + p_flip) / 2, atol=1e-6)
     both = open_configured(ModelConfig(tta="none", ensemble=["cnn", "cnn_lstm"]))
     assert np.allclose(both.predict(x), (p + lstm.predict(x)) / 2, atol=1e-6)
@@ -92,7 +92,7 @@ def test_deployed_outputs_are_exact_averages_of_the_members(faces) -> None:
     ]
     # Flipping changes some faces' probabilities: the view is really used.
     assert not np.allclose(p, p_flip, atol=1e-3)
-    shift = open_configured(ModelConfig(tta="flip_shift")).predict(x)
+    shift = open_configured(ModelConfig(tta="flip_shift", bundled="cnn")).predict(x)
     assert shift.shape == p.shape and np.allclose(shift.sum(axis=1), 1.0, atol=0.05)
 
 
@@ -203,7 +203,10 @@ def test_info_json_shows_the_deployed_setting(tmp_path: Path) -> None:
     assert dep["temperature"] == 1.3 and dep["calibration_source"] == "config"
     plain = run_module("edge", "info", "--json", timeout=60)
     default = json.loads(plain.stdout)["deployed"]
-    assert default["tta"] == ModelConfig().tta and len(default["ensemble"]) == 1
+    assert default["tta"] == ModelConfig().tta
+    assert [m["path"] for m in default["ensemble"]] == [
+        str(default_model_path(m)) for m in DEFAULT_ENSEMBLE
+    ]
 
 
 def _fer_train(*args: str) -> subprocess.CompletedProcess[str]:
