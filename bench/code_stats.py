@@ -19,6 +19,7 @@ import argparse
 import ast
 import json
 import math
+import os
 import statistics
 import sys
 from dataclasses import asdict, dataclass
@@ -138,4 +139,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except BrokenPipeError:
+        # Piped into `head`: the reader left early, which is not an error. Point stdout at
+        # /dev/null so the interpreter's final flush does not raise again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(0)

@@ -35,7 +35,8 @@ SETTINGS: dict[str, str] = {
     "cnn + cnn_lstm + flip": 'ensemble = ["cnn", "cnn_lstm"]\ntta = "flip"',
     "cnn_trainval + flip": 'bundled = "cnn_trainval"\ntta = "flip"',
     "cnn + cnn_trainval": 'ensemble = ["cnn", "cnn_trainval"]\ntta = "none"',
-    "default (cnn + cnn_trainval + flip)": "",
+    "cnn + cnn_trainval + flip": 'ensemble = ["cnn", "cnn_trainval"]\ntta = "flip"',
+    "default": "",
 }
 
 
@@ -70,9 +71,28 @@ def score(name: str, section: str, faces: Any, usage: str, work: Path) -> dict[s
     }
 
 
+def _faces(args: argparse.Namespace) -> Any:
+    """The FaceSet to score: a FER2013 split, or an image folder with FER2013's label order."""
+    if args.folder is not None:
+        from edge.contract import FER2013_LABELS
+        from train.data.folders import load_image_folder
+
+        return load_image_folder(args.folder, FER2013_LABELS)
+    from train.data.fer2013 import load_fer2013
+
+    return load_fer2013(args.data, args.usage)
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--data", type=Path, required=True, help="FER2013 CSV")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--data", type=Path, help="FER2013 CSV")
+    src.add_argument(
+        "--folder",
+        type=Path,
+        help="an image folder <root>/<class>/*.png instead, e.g. CK+48 (an independent test: "
+        "classes outside the model's labels, such as contempt, are skipped)",
+    )
     p.add_argument("--usage", default="PublicTest", help="split to score (PublicTest, TrainVal)")
     p.add_argument("--only", help="comma-separated setting names (default: all)")
     p.add_argument(
@@ -98,9 +118,9 @@ def main() -> int:
     unknown = sorted(set(names) - set(SETTINGS))
     if unknown:
         p.error(f"unknown settings {unknown}; valid: {list(SETTINGS)}")
-    from train.data.fer2013 import load_fer2013
-
-    faces = load_fer2013(args.data, args.usage)  # once: every setting scores the same faces
+    faces = _faces(args)  # once: every setting scores the same faces
+    if args.folder is not None:
+        args.usage = f"folder {args.folder.name}"
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for n in names:

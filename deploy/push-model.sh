@@ -8,10 +8,10 @@
 # its sha256 is checked there, and `fer-edge info --json` on the device must read the same
 # sha256 and the same metadata (architecture, labels, input shape, preprocessing contract).
 # Only then is it installed as /opt/fer-edge/models/<stem>-<sha12>.tflite and the link
-# /opt/fer-edge/models/current.tflite (the first model of [model] ensemble, or [model] path, in
-# /etc/fer-edge/config.toml) is switched atomically (rename of a symlink); the previous target
-# stays as previous.tflite for rollback. Any mismatch refuses the push and leaves the device
-# untouched. Re-pushing the same model is a no-op apart from the restart.
+# /opt/fer-edge/models/current.tflite (model.path in /etc/fer-edge/config.toml) is switched
+# atomically (rename of a symlink); the previous target stays as previous.tflite for rollback.
+# Any mismatch refuses the push and leaves the device untouched. Re-pushing the same model is a
+# no-op apart from the restart.
 #
 # Options:
 #   --meta FILE        sidecar JSON (default: MODEL with .json)

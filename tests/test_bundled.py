@@ -10,12 +10,10 @@ import pytest
 
 from edge.classify.interpreter import TFLiteClassifier
 from edge.cli import _model_override
-from edge.config import BUNDLED_MODELS, DEFAULT_ENSEMBLE, default_model_path, load_config
+from edge.config import BUNDLED_MODELS, DEFAULT_MODELS, default_model_path, load_config
 from edge.contract import FER2013_LABELS
 from edge.errors import ConfigError
 from edge.model_meta import file_sha256, read_metadata
-
-KINDS = {"cnn": "cnn", "cnn_lstm": "cnn_lstm", "cnn_ferplus": "cnn", "cnn_trainval": "cnn"}
 
 
 @pytest.mark.parametrize("name", sorted(BUNDLED_MODELS))
@@ -43,6 +41,7 @@ def test_bundled_key_selects_the_model(tmp_path: Path) -> None:
     cfg_file.write_text('[model]\nbundled = "cnn_lstm"\n')
     cfg = load_config(cfg_file)
     assert cfg.model.resolved_path() == default_model_path("cnn_lstm")
+    assert load_config(None).model.resolved_path() == default_model_path("cnn")
     cfg_file.write_text('[model]\nbundled = "transformer"\n')
     with pytest.raises(ConfigError) as e:
         load_config(cfg_file)
@@ -68,54 +67,31 @@ def test_model_flag_accepts_a_bundled_name_and_overrides_the_file(tmp_path: Path
     assert cfg.model.resolved_path() == default_model_path("cnn")
 
 
-def test_default_is_the_pair_and_any_named_model_replaces_it(tmp_path: Path) -> None:
-    # No config names a model: the default pair runs, cnn first. Each way of naming one model
-    # (a path, a bundled name, an ensemble, the --model flag) replaces the pair entirely.
-    pair = [default_model_path(m) for m in DEFAULT_ENSEMBLE]
-    assert DEFAULT_ENSEMBLE == ("cnn", "cnn_trainval")
-    default = load_config(None).model
-    assert default.is_package_default() and default.resolved_paths() == pair
-    assert default.tta == "flip"
+def test_default_and_any_named_model_replaces_it(tmp_path: Path) -> None:
+    # No config names a model: the default models run (cnn alone; docs/RESULTS.md says why not
+    # the pair). Each way of naming one (a path, a bundled name, an ensemble, the --model flag)
+    # replaces the default entirely.
+    default = [default_model_path(m) for m in DEFAULT_MODELS]
+    assert DEFAULT_MODELS == ("cnn",)
+    model = load_config(None).model
+    assert model.resolved_paths() == default and model.tta == "flip"
     cfg_file = tmp_path / "c.toml"
     for text, want in [
         ('[model]\npath = "/x/m.tflite"\n', [Path("/x/m.tflite")]),
-        ('[model]\nbundled = "cnn"\n', [default_model_path("cnn")]),
+        ('[model]\nbundled = "cnn_trainval"\n', [default_model_path("cnn_trainval")]),
         (
             '[model]\nensemble = ["cnn_lstm", "/x/m.tflite"]\n',
             [default_model_path("cnn_lstm"), Path("/x/m.tflite")],
         ),
-        ('[model]\ntta = "none"\n', pair),
+        ('[model]\ntta = "none"\n', default),
     ]:
         cfg_file.write_text(text)
-        model = load_config(cfg_file).model
-        assert model.resolved_paths() == want, text
-        assert model.is_package_default() == (want == pair), text
+        assert load_config(cfg_file).model.resolved_paths() == want, text
     cfg = load_config(None, {"model": _model_override(Path("cnn_trainval"))})
     assert cfg.model.resolved_paths() == [default_model_path("cnn_trainval")]
     cfg_file.write_text('[model]\nbundled = "cnn_lstm"\n')
     cfg = load_config(cfg_file, {"model": _model_override(tmp_path / "m.tflite")})
     assert cfg.model.resolved_paths() == [tmp_path / "m.tflite"]
-
-
-def test_default_pair_logs_its_missing_temperature_as_expected(
-    caplog: pytest.LogCaptureFixture,
-) -> None:
-    # The default pair has no fitted temperature (cnn saw every Training face, so no held-out
-    # slice is left): that is stated at INFO; any other uncalibrated setting still warns.
-    from edge.classify.deployed import open_configured
-    from edge.config import ModelConfig
-
-    with caplog.at_level("INFO", logger="edge.classify.deployed"):
-        clf = open_configured(ModelConfig())
-        clf.close()
-    assert [r.levelname for r in caplog.records] == ["INFO"]
-    assert "default setting" in caplog.records[0].getMessage()
-    assert clf.describe()["calibrated"] is False and len(clf.members) == 2
-    caplog.clear()
-    with caplog.at_level("INFO", logger="edge.classify.deployed"):
-        open_configured(ModelConfig(tta="none")).close()
-        open_configured(ModelConfig(ensemble=["cnn", "cnn_trainval"], tta="flip")).close()
-    assert [r.levelname for r in caplog.records] == ["WARNING", "WARNING"]
 
 
 def test_ferplus_model_is_trained_and_calibrated_on_ferplus_votes() -> None:

@@ -31,7 +31,7 @@ def write(tmp_path: Path, text: str, name: str = "c.toml") -> Path:
 def test_defaults_are_the_out_of_the_box_job() -> None:
     cfg = EdgeConfig()
     assert isinstance(cfg.source, FileSourceConfig) and cfg.source.resolved_path().is_file()
-    assert cfg.model.resolved_path() == default_model_path()  # the default pair's first
+    assert cfg.model.resolved_path() == default_model_path()
     assert cfg.detector.type == "blazeface" and cfg.detector.variant == "short"
     assert cfg.detector.motion_gate and cfg.shutdown_timeout_s == 5.0
     assert [s.type for s in cfg.effective_sinks()] == ["stdout"]

@@ -52,10 +52,7 @@ def test_shellcheck_clean() -> None:
 def test_example_config_is_valid_for_pi_and_jetson(tmp_path: Path) -> None:
     pi = load_config(DEPLOY / "config.example.toml")
     assert pi.source.type == "picamera2"
-    # The installed (or pushed) model averaged with the bundled cnn_trainval: the default pair
-    # as long as current.tflite is the bundled cnn.
-    assert pi.model.ensemble == ["/opt/fer-edge/models/current.tflite", "cnn_trainval"]
-    assert pi.model.path is None and pi.model.tta == "flip"
+    assert str(pi.model.path) == "/opt/fer-edge/models/current.tflite"
     assert [s.type for s in pi.sinks] == ["mqtt"]
     out = tmp_path / "jetson.toml"
     r = subprocess.run(

@@ -22,7 +22,7 @@ from edge.classify.deployed import (
     open_configured,
     setting_key,
 )
-from edge.config import DEFAULT_ENSEMBLE, ModelConfig, default_model_path, load_config
+from edge.config import DEFAULT_MODELS, ModelConfig, default_model_path, load_config
 from edge.errors import ConfigError, ModelError
 from edge.model_meta import embed_metadata, read_metadata
 from edge.testing.cli import run_module
@@ -205,7 +205,7 @@ def test_info_json_shows_the_deployed_setting(tmp_path: Path) -> None:
     default = json.loads(plain.stdout)["deployed"]
     assert default["tta"] == ModelConfig().tta
     assert [m["path"] for m in default["ensemble"]] == [
-        str(default_model_path(m)) for m in DEFAULT_ENSEMBLE
+        str(default_model_path(m)) for m in DEFAULT_MODELS
     ]
 
 

@@ -106,10 +106,6 @@ class DeployedClassifier(Classifier):
         members: Loaded classifiers; the first one's metadata describes the ensemble.
         tta: A key of :data:`TTA_VIEWS`.
         temperature: Overrides the calibration stored in the first member's metadata.
-        expect_uncalibrated: The caller knows no temperature exists for this setting and that
-            this is fine (the package default, whose members saw every Training face, so no
-            held-out slice is left to fit one on; its raw average was measured calibrated):
-            say so at INFO instead of warning.
 
     Raises:
         ModelError: members that disagree on labels or preprocessing contract.
@@ -117,11 +113,7 @@ class DeployedClassifier(Classifier):
     """
 
     def __init__(
-        self,
-        members: Sequence[Classifier],
-        tta: str = "none",
-        temperature: float | None = None,
-        expect_uncalibrated: bool = False,
+        self, members: Sequence[Classifier], tta: str = "none", temperature: float | None = None
     ) -> None:
         if not members:
             raise ValueError("a deployed classifier needs at least one model")
@@ -146,15 +138,7 @@ class DeployedClassifier(Classifier):
         self._tta = tta
         self._views = TTA_VIEWS[tta]
         self._temperature, self._calibration_source = self._choose_temperature(temperature)
-        if self._calibration_source == "none" and expect_uncalibrated:
-            log.info(
-                "%s: the default setting (tta=%s, %d models) has no fitted temperature; its "
-                "averaged output was measured calibrated as it is (docs/RESULTS.md)",
-                first.path,
-                tta,
-                len(members),
-            )
-        elif self._calibration_source == "none":
+        if self._calibration_source == "none":
             log.warning(
                 "%s: no calibration fitted for this setting (tta=%s, %d models); confidences "
                 "are uncalibrated (fer-train calibrate fits one)",
@@ -250,7 +234,6 @@ def open_classifier(
     tta: str = "none",
     temperature: float | None = None,
     type_: str = "tflite",
-    expect_uncalibrated: bool = False,
     **options: Any,
 ) -> DeployedClassifier:
     """Load the members through the classifier registry and wrap them (the one entry point of
@@ -261,7 +244,6 @@ def open_classifier(
         tta: A key of :data:`TTA_VIEWS`.
         temperature: Overrides the stored calibration.
         type_: Classifier backend (``[model] type``).
-        expect_uncalibrated: See :class:`DeployedClassifier`.
         **options: Backend options (``num_threads``).
 
     Raises:
@@ -272,9 +254,7 @@ def open_classifier(
     try:
         for p in paths:
             members.append(create_classifier(type_, p, **options))
-        return DeployedClassifier(
-            members, tta=tta, temperature=temperature, expect_uncalibrated=expect_uncalibrated
-        )
+        return DeployedClassifier(members, tta=tta, temperature=temperature)
     except BaseException:
         for m in members:
             m.close()
@@ -287,7 +267,5 @@ def open_configured(cfg: ModelConfig) -> DeployedClassifier:
         cfg.resolved_paths(),
         tta=cfg.tta,
         temperature=cfg.temperature,
-        # The default pair with its default views is the setting measured at ECE 0.017.
-        expect_uncalibrated=cfg.is_package_default() and cfg.tta == "flip",
         num_threads=cfg.num_threads,
     )
