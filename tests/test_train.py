@@ -191,6 +191,40 @@ def test_teacher_targets_are_the_teachers_output_on_the_same_batch(temperature: 
     assert not np.allclose(yb.numpy(), onehot[order], atol=1e-3)
 
 
+def test_class_weights_follow_rarity_and_reach_keras_as_sample_weights(
+    tmp_path: Path, fer_slice_csv: Path
+) -> None:
+    """--class-weight: a rare class's faces weigh more (sqrt or fully), the mean weight is 1,
+    and the training dataset hands Keras (faces, targets, weights); validation stays unweighted."""
+    import numpy as np
+
+    from train.data.augment import NONE
+    from train.data.faceset import FaceSet
+    from train.fit import class_weights, make_dataset
+    from train.options import TrainOptions
+
+    labels = np.array([3] * 8 + [1] * 2)  # 8 happy, 2 disgust
+    sq, bal = class_weights(labels, 7, "sqrt"), class_weights(labels, 7, "balanced")
+    assert np.allclose(class_weights(labels, 7, "none"), 1.0)
+    assert np.isclose(sq.mean(), 1.0) and np.isclose(bal.mean(), 1.0)
+    assert np.isclose(sq[-1] / sq[0], 2.0) and np.isclose(bal[-1] / bal[0], 4.0)
+    fs = FaceSet(
+        images=np.zeros((10, 48, 48), np.uint8) + labels[:, None, None].astype(np.uint8),
+        labels=labels,
+        rows=np.arange(10),
+        label_names=("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"),
+    )
+    opts = TrainOptions(arch="bagga_cnn1", data="x", out="x", batch=10, augment=NONE, class_weight="balanced")  # fmt: skip
+    xb, yb, wb = next(iter(make_dataset(fs, opts, training=True)))
+    # Each face's weight belongs to its own class (the shuffle keeps the triples together).
+    assert np.allclose(wb.numpy(), bal[yb.numpy().argmax(1) == 3][0] * (yb.numpy().argmax(1) == 3) + bal[-1] * (yb.numpy().argmax(1) == 1))  # fmt: skip
+    assert len(next(iter(make_dataset(fs, opts, training=False)))) == 2
+    run = tmp_path / "cw"
+    rc = _train(["--arch", "bagga_cnn1", "--data", str(fer_slice_csv), "--epochs", "1", "--limit", "300", "--class-weight", "sqrt", "--no-augment", "--out", str(run)])  # fmt: skip
+    assert rc == 0
+    assert json.loads((run / "config.json").read_text())["options"]["class_weight"] == "sqrt"
+
+
 def test_distillation_run_records_its_teacher(tmp_path: Path, fer_slice_csv: Path) -> None:
     teacher, student = tmp_path / "teacher", tmp_path / "student"
     common = ["--data", str(fer_slice_csv), "--limit", "300", "--epochs", "1"]

@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 from edge.cli import add_command
 from edge.contract import LABEL_SETS
 from train.data.fer2013 import SPLITS
+from train.options import CLASS_WEIGHTS
 
 _Opts = TypeVar("_Opts")
 
@@ -88,6 +89,13 @@ def _add_target_arguments(t: Any) -> None:
         "W <= 0.5 keeps the FER2013 label the argmax)",
     )
     t.add_argument("--classes", help="comma-separated class subset, e.g. angry,happy,neutral,sad")
+    t.add_argument(
+        "--class-weight",
+        default="none",
+        choices=CLASS_WEIGHTS,
+        help="weight each face's loss by its class's rarity: sqrt = (n_max/n_c)^0.5, balanced = "
+        "n_max/n_c, normalised to mean 1 (rare classes such as disgust are said more often)",
+    )
 
 
 def _add_protocol_arguments(t: Any) -> None:

@@ -50,26 +50,53 @@ def training_targets(fs: FaceSet, soft: bool, mix: float = 0.0) -> np.ndarray:
     return onehot
 
 
+def class_weights(labels: np.ndarray, num_classes: int, mode: str) -> np.ndarray:
+    """Per-face loss weights by class rarity (``--class-weight``), with mean 1 over ``labels``
+    so the learning rate means the same as without them.
+
+    Args:
+        labels: Integer class of each training face.
+        num_classes: Number of classes.
+        mode: ``none`` (all 1), ``sqrt`` (``(n_max / n_c) ** 0.5``) or ``balanced``
+            (``n_max / n_c``).
+    """
+    labels = np.asarray(labels)
+    if mode == "none" or len(labels) == 0:
+        return np.ones(len(labels), np.float32)
+    counts = np.bincount(labels, minlength=num_classes).astype(np.float64)
+    per_class = counts.max() / np.maximum(counts, 1.0)
+    if mode == "sqrt":
+        per_class = np.sqrt(per_class)
+    w = per_class[labels]
+    return (w / w.mean()).astype(np.float32)
+
+
 def make_dataset(fs: FaceSet, opts: TrainOptions, training: bool, teacher: Any = None) -> Any:
-    """Batches of ``(raw 0..255 faces, targets)``; augmented (and distilled from ``teacher``,
-    on the very batch the student sees) when ``training``."""
+    """Batches of ``(raw 0..255 faces, targets)``, plus per-face loss weights when training
+    with ``--class-weight``; augmented (and distilled from ``teacher``, on the very batch the
+    student sees) when ``training``."""
     import tensorflow as tf
 
     x = fs.images[..., None]
     y = training_targets(fs, opts.soft_labels and training, opts.ferplus_mix if training else 0.0)
-    ds = tf.data.Dataset.from_tensor_slices((x, y))
+    weighted = training and opts.class_weight != "none"
+    if weighted:
+        w = class_weights(fs.labels, fs.num_classes, opts.class_weight)
+        ds = tf.data.Dataset.from_tensor_slices((x, y, w))
+    else:
+        ds = tf.data.Dataset.from_tensor_slices((x, y))
     if training:
         ds = ds.shuffle(len(fs), seed=opts.seed, reshuffle_each_iteration=True)
     ds = ds.batch(opts.batch)
     aug = build_augmenter(opts.augment, opts.seed) if training and opts.augment != NONE else None
 
-    def prep(xb: Any, yb: Any) -> tuple[Any, Any]:
+    def prep(xb: Any, yb: Any, *wb: Any) -> tuple[Any, ...]:
         xb = tf.cast(xb, tf.float32)
         if aug is not None:
             xb = tf.clip_by_value(aug(xb, training=True), 0.0, 255.0)
         if teacher is not None:
             yb = _distilled(tf, teacher(xb, training=False), yb, opts)
-        return xb, yb
+        return (xb, yb, *wb)  # Keras reads a third element as sample weights
 
     return ds.map(prep, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 

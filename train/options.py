@@ -13,6 +13,8 @@ from train.data.augment import AugmentConfig
 PROTOCOLS = ("leak-free", "seed002-leaky")
 #: ``--schedule``: seed 004's ReduceLROnPlateau, or cosine decay to 0 over ``epochs``.
 SCHEDULES = ("plateau", "cosine")
+#: ``--class-weight`` choices (see :attr:`TrainOptions.class_weight`).
+CLASS_WEIGHTS = ("none", "sqrt", "balanced")
 
 
 @dataclass
@@ -42,6 +44,11 @@ class TrainOptions:
     #: argmax, so this is label smoothing that knows which classes annotators confused.
     ferplus_mix: float = 0.0
     classes: tuple[str, ...] | None = None
+    #: Per-face loss weight by the face's (FER2013) class: "none", "sqrt" (``(n_max / n_c)
+    #: ** 0.5``) or "balanced" (``n_max / n_c``), normalised to a mean of 1 over the training
+    #: split. FER2013's disgust is 1.5 % of Training and a fifth of CK+48: models trained
+    #: without it rarely say disgust (docs/RESULTS.md). Unlike --oversample it repeats no face.
+    class_weight: str = "none"
     folds: int | None = None
     protocol: str = "leak-free"
     #: "plateau" (seed 004's ReduceLROnPlateau) or "cosine" (lr -> 0 over ``epochs``).
@@ -85,6 +92,10 @@ def check_run_options(opts: TrainOptions) -> None:
     if opts.schedule not in SCHEDULES:
         raise ConfigError(f"unknown schedule {opts.schedule!r}; valid: {', '.join(SCHEDULES)}")
     _check_ferplus_mix(opts)
+    if opts.class_weight not in CLASS_WEIGHTS:
+        raise ConfigError(
+            f"unknown --class-weight {opts.class_weight!r}; valid: {', '.join(CLASS_WEIGHTS)}"
+        )
     if opts.protocol != "leak-free" and opts.folds:
         raise ConfigError("--folds is only available with the leak-free protocol")
     _check_teacher(opts)
