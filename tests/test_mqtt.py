@@ -382,3 +382,32 @@ def test_mqtt5_protocol(mosquitto_factory: Callable[..., Mosquitto]) -> None:
             bad.wait_connected(10)
     finally:
         bad.close(timeout=1)
+
+
+def test_a_message_published_while_disconnected_is_acknowledged_after_connecting(
+    mosquitto: Mosquitto,
+) -> None:
+    # paho keeps a QoS 1 message published before (or between) connections and sends it once
+    # connected, but its own is_published() raises for it forever (the first attempt's rc is
+    # NO_CONN). The sink reaps in-flight messages with `acknowledged`, which must neither raise
+    # (that crashed the sender and lost the queue at shutdown) nor report the message early.
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+
+    from edge.publish.client import acknowledged
+
+    client = mqtt.Client(CallbackAPIVersion.VERSION2)
+    info = client.publish("fer/test/ack", b"x", qos=1)
+    assert info.rc == MQTTErrorCode.MQTT_ERR_NO_CONN
+    with pytest.raises(RuntimeError):
+        info.is_published()
+    assert acknowledged(info) is False
+    client.connect("127.0.0.1", mosquitto.port)
+    client.loop_start()
+    try:
+        assert wait_until(lambda: acknowledged(info), 10)
+        sent = client.publish("fer/test/ack", b"y", qos=1)  # connected: paho's own path
+        assert wait_until(lambda: acknowledged(sent), 10)
+    finally:
+        client.disconnect()
+        client.loop_stop()

@@ -2,7 +2,8 @@
 
 :func:`make_client` applies the validated :class:`~edge.publish.config.MqttSinkConfig` (protocol,
 credentials, TLS, reconnect backoff); :data:`FATAL_CONNACK` names the refusals that retrying
-cannot fix and :func:`fatal_refusal` reads them off a CONNACK.
+cannot fix and :func:`fatal_refusal` reads them off a CONNACK; :func:`acknowledged` reads a
+published message's acknowledgement where paho's own accessor raises.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import logging
 import ssl
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from paho.mqtt.reasoncodes import ReasonCode
 
 from edge.errors import PublishError
@@ -29,6 +30,23 @@ FATAL_CONNACK = {
     135: "not authorized",
     140: "bad authentication method",
 }
+
+
+def acknowledged(info: mqtt.MQTTMessageInfo) -> bool:
+    """Whether the broker acknowledged an in-flight QoS >= 1 message.
+
+    A message published while the connection was down (``rc`` NO_CONN) is kept by paho and sent
+    after the reconnect, but paho's ``is_published()`` raises for it forever, because it checks
+    the ``rc`` of the first attempt before the acknowledgement (paho-mqtt 2.1). Asking it would
+    crash the sender and, at shutdown, lose every queued event; for those messages the
+    acknowledgement is read from the flag paho sets when PUBACK/PUBCOMP arrives.
+    """
+    if info.rc == MQTTErrorCode.MQTT_ERR_NO_CONN:
+        return bool(getattr(info, "_published", False))
+    try:
+        return info.is_published()
+    except (RuntimeError, ValueError):  # a message paho never queued: not acknowledged
+        return False
 
 
 def fatal_refusal(reason_code: ReasonCode) -> str | None:

@@ -61,7 +61,7 @@ from edge.errors import PublishError
 from edge.events import Event
 from edge.liveness import DeviceStatus
 from edge.publish.base import Sink
-from edge.publish.client import fatal_refusal, make_client
+from edge.publish.client import acknowledged, fatal_refusal, make_client
 from edge.publish.config import MqttSinkConfig
 from edge.publish.heartbeat import Heartbeat
 from edge.publish.homeassistant import Discovery
@@ -443,10 +443,13 @@ class MqttSink(Sink):
         with self._lock:
             if not self._inflight:
                 return
-            keep = [(ev, info) for ev, info in self._inflight if not info.is_published()]
+            acked = [acknowledged(info) for _, info in self._inflight]
+            keep = [pair for pair, ok in zip(self._inflight, acked, strict=True) if not ok]
             self._published += len(self._inflight) - len(keep)
             if self._spool is not None and len(keep) < len(self._inflight):
-                self._spool.done(ev.event_id for ev, info in self._inflight if info.is_published())
+                self._spool.done(
+                    ev.event_id for (ev, _), ok in zip(self._inflight, acked, strict=True) if ok
+                )
             self._inflight = keep
             self._settle_spool()
 
