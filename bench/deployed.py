@@ -36,6 +36,8 @@ SETTINGS: dict[str, str] = {
     "cnn_trainval + flip": 'bundled = "cnn_trainval"\ntta = "flip"',
     "cnn + cnn_trainval": 'ensemble = ["cnn", "cnn_trainval"]\ntta = "none"',
     "cnn + cnn_trainval + flip": 'ensemble = ["cnn", "cnn_trainval"]\ntta = "flip"',
+    "cnn_distilled + flip": 'bundled = "cnn_distilled"\ntta = "flip"',
+    "cnn + cnn_distilled + flip": 'ensemble = ["cnn", "cnn_distilled"]\ntta = "flip"',
     "default": "",
 }
 

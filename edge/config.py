@@ -92,15 +92,19 @@ class ModelConfig(_Strict):
         description="int8 .tflite model with fer-edge metadata (from fer-convert); when unset, "
         "the bundled model chosen by 'bundled'. CNN and CNN-LSTM models run the same way.",
     )
-    bundled: Literal["cnn", "cnn_lstm", "cnn_ferplus", "cnn_trainval"] | None = Field(
-        None,
-        description="Which bundled model to run when 'path' is unset (unset: 'cnn', the default): "
-        "'cnn' (the best single model on PublicTest and on the CK+48 hard scenes), 'cnn_lstm' "
-        "(the best CNN-LSTM), 'cnn_ferplus' (trained on FERPlus vote distributions, the same 7 "
-        "labels: 86 % FERPlus majority accuracy, calibrated for tta = 'flip') or "
-        "'cnn_trainval' (FER2013 labels, selected on TrainVal and calibrated there; averaged "
-        "with 'cnn', ensemble = ['cnn', 'cnn_trainval'], the most accurate setting on FER2013 "
-        "and calibrated (ECE 0.017), but weaker on CK+48's posed faces); docs/RESULTS.md.",
+    bundled: Literal["cnn", "cnn_lstm", "cnn_ferplus", "cnn_trainval", "cnn_distilled"] | None = (
+        Field(
+            None,
+            description="Which one bundled model to run when 'path' is unset (unset, and no "
+            "'ensemble': the default pair, 'cnn' and 'cnn_distilled' averaged): 'cnn' (the best "
+            "single model on PublicTest and on the CK+48 hard scenes), 'cnn_lstm' (the best "
+            "CNN-LSTM), 'cnn_ferplus' (trained on FERPlus vote distributions, the same 7 labels: "
+            "86 % FERPlus majority accuracy, calibrated for tta = 'flip'), 'cnn_trainval' "
+            "(FER2013 labels, selected and calibrated on TrainVal; ensemble = ['cnn', "
+            "'cnn_trainval'] is the most accurate setting on FER2013 but weaker on CK+48's posed "
+            "faces) or 'cnn_distilled' (a student of TrainVal-selected teachers, calibrated on "
+            "TrainVal); docs/RESULTS.md.",
+        )
     )
     num_threads: int = Field(
         1,
@@ -154,6 +158,11 @@ class ModelConfig(_Strict):
         if self.bundled is not None:
             return [default_model_path(self.bundled)]
         return [default_model_path(m) for m in DEFAULT_MODELS]
+
+    def names_no_model(self) -> bool:
+        """Whether no key names a model (``ensemble``, ``path``, ``bundled`` all unset), so the
+        package's :data:`edge.bundled.DEFAULT_MODELS` run."""
+        return not self.ensemble and self.path is None and self.bundled is None
 
 
 class TrackingConfig(_Strict):

@@ -46,7 +46,9 @@ def test_bundled_key_selects_the_model(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as e:
         load_config(cfg_file)
     assert "bundled" in str(e.value) and "cnn_lstm" in str(e.value)
-    with pytest.raises(ConfigError, match="valid: cnn, cnn_lstm, cnn_ferplus, cnn_trainval"):
+    with pytest.raises(
+        ConfigError, match="valid: cnn, cnn_lstm, cnn_ferplus, cnn_trainval, cnn_distilled"
+    ):
         default_model_path("nope")
 
 
@@ -68,11 +70,11 @@ def test_model_flag_accepts_a_bundled_name_and_overrides_the_file(tmp_path: Path
 
 
 def test_default_and_any_named_model_replaces_it(tmp_path: Path) -> None:
-    # No config names a model: the default models run (cnn alone; docs/RESULTS.md says why not
-    # the pair). Each way of naming one (a path, a bundled name, an ensemble, the --model flag)
+    # No config names a model: the default models run (cnn and cnn_distilled averaged;
+    # docs/RESULTS.md says why this pair). Each way of naming one (a path, a bundled name, an ensemble, the --model flag)
     # replaces the default entirely.
     default = [default_model_path(m) for m in DEFAULT_MODELS]
-    assert DEFAULT_MODELS == ("cnn",)
+    assert DEFAULT_MODELS == ("cnn", "cnn_distilled")
     model = load_config(None).model
     assert model.resolved_paths() == default and model.tta == "flip"
     cfg_file = tmp_path / "c.toml"
@@ -123,3 +125,38 @@ def test_trainval_model_is_calibrated_and_averages_with_cnn() -> None:
     assert len(both.members) == 2 and tuple(both.labels) == FER2013_LABELS
     faces = np.full((2, 48, 48), 128, np.uint8)
     assert np.allclose(both.predict(faces).sum(axis=1), 1.0, atol=0.05)  # int8 outputs
+
+
+def test_distilled_model_learned_only_from_trainval_selected_teachers() -> None:
+    # cnn_distilled is half of the default pair. Its temperature was fitted on TrainVal, so
+    # neither it nor any of its teachers may have trained on TrainVal's faces (cnn did: it is
+    # not among the teachers).
+    meta = read_metadata(default_model_path("cnn_distilled"))
+    options = meta.training["options"]
+    assert options["val_usage"] == "TrainVal" and options["labels"] == "fer2013"
+    assert options["teacher"] and not any("default.tflite" in t for t in options["teacher"])
+    assert meta.calibration["fitted_on"]["usage"] == "TrainVal"
+    assert meta.calibration["setting"] == {"tta": "flip", "members": []}
+    assert meta.calibration["ece_after"] < meta.calibration["ece_before"]
+
+
+def test_default_pair_runs_without_a_fitted_temperature_by_design(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # No temperature can be fitted for the default pair (cnn trained on every Training face),
+    # so it runs at T = 1 and says so as info; a user's own uncalibrated setting still warns.
+    import logging
+
+    from edge.classify.deployed import open_configured
+    from edge.config import ModelConfig
+
+    with caplog.at_level(logging.INFO, logger="edge.classify.deployed"):
+        default = open_configured(load_config(None).model)
+    assert [m.path for m in default.members] == [default_model_path(m) for m in DEFAULT_MODELS]
+    assert default.temperature == 1.0 and not default.describe()["calibrated"]
+    assert [r.levelno for r in caplog.records] == [logging.INFO]
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="edge.classify.deployed"):
+        open_configured(ModelConfig(ensemble=list(DEFAULT_MODELS)))
+    assert [r.levelno for r in caplog.records] == [logging.WARNING]
+    assert "no calibration fitted" in caplog.records[0].getMessage()
