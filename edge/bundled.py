@@ -36,7 +36,7 @@ def package_file(relative: str) -> Path:
 
 
 def default_model_path(name: str = "cnn") -> Path:
-    """A bundled model by name: ``cnn`` (the default ``edge/models/default.tflite``),
+    """A bundled model by name: ``cnn`` (``edge/models/default.tflite``),
     ``cnn_lstm``, ``cnn_ferplus``, ``cnn_trainval`` or ``cnn_distilled``.
 
     Raises:

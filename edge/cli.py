@@ -56,7 +56,7 @@ def _add_run_parser(sub: Any) -> None:
         sub,
         "run",
         cmd_run,
-        "run the pipeline (default: bundled model and sample video, events on stdout)",
+        "run the pipeline (default: the bundled models and sample video, events on stdout)",
     )
     r.add_argument("--config", type=Path, help="TOML config file (e.g. /etc/fer-edge/config.toml)")
     r.add_argument(
@@ -86,7 +86,9 @@ def _add_info_parser(sub: Any) -> None:
     """``fer-edge info`` flags."""
     i = sub.add_parser("info", help="show a model's metadata, path and sha256")
     i.set_defaults(func=cmd_info)
-    i.add_argument("model", nargs="?", type=Path, help="model file (default: the bundled model)")
+    i.add_argument(
+        "model", nargs="?", type=Path, help="model file (default: the first configured model)"
+    )
     i.add_argument("--json", action="store_true", help="machine-readable JSON")
     i.add_argument(
         "--config",

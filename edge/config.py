@@ -90,7 +90,8 @@ class ModelConfig(_Strict):
     path: Path | None = Field(
         None,
         description="int8 .tflite model with fer-edge metadata (from fer-convert); when unset, "
-        "the bundled model chosen by 'bundled'. CNN and CNN-LSTM models run the same way.",
+        "the bundled model chosen by 'bundled', else the default pair. CNN and CNN-LSTM models "
+        "run the same way.",
     )
     bundled: Literal["cnn", "cnn_lstm", "cnn_ferplus", "cnn_trainval", "cnn_distilled"] | None = (
         Field(
