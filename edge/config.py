@@ -261,8 +261,9 @@ class EdgeConfig(_Strict):
         sinks = ", ".join(k.summary() for k in self.effective_sinks())
         return (
             f"device_id={self.device_id} source={self.source.summary()} "
-            f"detector={_detector_name(self.detector)} model={self.model.resolved_path()} "
-            f"sinks=[{sinks}]"
+            f"detector={_detector_name(self.detector)} "
+            f"model={' + '.join(str(p) for p in self.model.resolved_paths())} "
+            f"tta={self.model.tta} sinks=[{sinks}]"
         )
 
 
