@@ -2,8 +2,8 @@
 
 ``docs/perf/latency.json`` times one interpreter invoke per architecture; a deployed setting
 runs several (views x models) plus the averaging. This times ``DeployedClassifier.predict`` on
-real PublicTest faces, one at a time, for a few settings, and the bare invoke of the first
-model beside them (the machine's speed that day). Pin it to one core:
+real PublicTest faces, one at a time, for a few settings, and for the default also its first
+model alone (one invoke per face: the machine's speed that day). Pin it to one core:
 
     taskset -c 1 python3 bench/classifier_latency.py --out docs/perf/issue16/classifier_latency.json
 """
@@ -16,6 +16,7 @@ import os
 import platform
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -32,15 +33,16 @@ SETTINGS: dict[str, dict[str, object] | None] = {
 }
 
 
-def _times(fn: object, faces: np.ndarray, warmup: int) -> dict[str, float]:
-    """p50/p95 milliseconds of ``fn(face[None])`` over ``faces`` after ``warmup`` calls."""
-    call = fn  # type: ignore[assignment]
+def _times(
+    predict: Callable[[np.ndarray], np.ndarray], faces: np.ndarray, warmup: int
+) -> dict[str, float]:
+    """p50/p95 milliseconds of ``predict(face[None])`` over ``faces`` after ``warmup`` calls."""
     for f in faces[:warmup]:
-        call(f[None])  # type: ignore[operator]
+        predict(f[None])
     ts = []
     for f in faces[warmup:]:
         t0 = time.perf_counter()
-        call(f[None])  # type: ignore[operator]
+        predict(f[None])
         ts.append(time.perf_counter() - t0)
     return {
         "ms_p50": round(1000 * float(np.median(ts)), 4),
@@ -68,7 +70,7 @@ def main() -> int:
         clf = open_configured(cfg)
         row = {
             "setting": name,
-            "invokes_per_face": len(clf.members) * {"none": 1, "flip": 2}.get(cfg.tta, 6),
+            "invokes_per_face": len(clf.members) * clf.describe()["views"],
         }
         row.update(_times(clf.predict, faces, 50))
         if keys is None:

@@ -71,8 +71,8 @@ def test_model_flag_accepts_a_bundled_name_and_overrides_the_file(tmp_path: Path
 
 def test_default_and_any_named_model_replaces_it(tmp_path: Path) -> None:
     # No config names a model: the default models run (cnn and cnn_distilled averaged;
-    # docs/RESULTS.md says why this pair). Each way of naming one (a path, a bundled name, an ensemble, the --model flag)
-    # replaces the default entirely.
+    # docs/RESULTS.md says why this pair). Each way of naming one (a path, a bundled name, an
+    # ensemble, the --model flag) replaces the default entirely.
     default = [default_model_path(m) for m in DEFAULT_MODELS]
     assert DEFAULT_MODELS == ("cnn", "cnn_distilled")
     model = load_config(None).model
